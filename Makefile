@@ -1,0 +1,42 @@
+# dq-registry: `make run` serves the registry with demo data; `make test` lints and tests.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+# Django 6 needs Python 3.12 or newer: take the first one found.
+PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3 \
+	$$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
+	2>/dev/null && { command -v $$p; break; }; done)
+
+.PHONY: run test lint format migrate demo venv bench-ingest bench-evaluate bench-import bench-client
+
+$(BIN)/.installed: requirements/base.txt requirements/dev.txt
+	@test -n "$(PYTHON)" || { echo "error: Python 3.12+ not found (Django 6 needs it); set PYTHON=/path/to/python3.12" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	@touch $@
+
+venv: $(BIN)/.installed
+
+migrate: venv
+	$(BIN)/python manage.py migrate --no-input
+
+demo: migrate
+	$(BIN)/python manage.py load_demo
+	$(BIN)/python manage.py ensure_admin
+
+run: demo
+	@echo "dq-registry at http://127.0.0.1:8000/admin/ (API docs at /api/docs)"
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest

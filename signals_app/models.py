@@ -1,0 +1,666 @@
+"""The domain of dq-registry (DESIGN.md §Domain).
+
+Readings are the only large table: nothing points at a reading, so it can be
+partitioned by time and pruned later.
+"""
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+
+class Owner(models.Model):
+    """A team or person who answers for routes; members may edit what it owns."""
+
+    name = models.CharField(max_length=200, unique=True)
+    contact_email = models.EmailField(blank=True)
+    webhook_url = models.URLField(blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="owners")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Service(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    owner = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="services")
+    base_url = models.URLField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.slug
+
+
+class ServiceKey(models.Model):
+    """An API key of a service: `dq_<prefix>.<secret>`; only a hash of the secret is kept."""
+
+    PREFIX_LENGTH = 12
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=32, unique=True)
+    secret_hash = models.CharField(max_length=128)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["service", "-created_at"]
+
+    def __str__(self):
+        return f"{self.service.slug} dq_{self.prefix}…"
+
+    @staticmethod
+    def hash_secret(secret):
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, service, *, name="", created_by=None, expires_at=None):
+        """Create a key and return (key, full key string); the string is shown once."""
+        prefix = secrets.token_hex(cls.PREFIX_LENGTH // 2)
+        secret = secrets.token_urlsafe(32)
+        key = cls.objects.create(
+            service=service,
+            name=name,
+            prefix=prefix,
+            secret_hash=cls.hash_secret(secret),
+            created_by=created_by,
+            expires_at=expires_at,
+        )
+        return key, f"dq_{prefix}.{secret}"
+
+    def matches(self, secret):
+        return secrets.compare_digest(self.secret_hash, self.hash_secret(secret))
+
+    @property
+    def is_active(self):
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class Environment(models.Model):
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    is_production = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-is_production", "slug"]
+
+    def __str__(self):
+        return self.slug
+
+
+class RouteQuerySet(models.QuerySet):
+    def owned_by(self, user):
+        """Routes whose Owner has `user` as a member (superusers: all)."""
+        if user.is_superuser:
+            return self
+        return self.filter(owner__members=user)
+
+
+class Route(models.Model):
+    class Method(models.TextChoices):
+        GET = "GET"
+        HEAD = "HEAD"
+        POST = "POST"
+        PUT = "PUT"
+        PATCH = "PATCH"
+        DELETE = "DELETE"
+        OPTIONS = "OPTIONS"
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="routes")
+    method = models.CharField(max_length=7, choices=Method.choices, default=Method.GET)
+    path = models.CharField(max_length=500, help_text="Path template, e.g. /posts/{slug}")
+    owner = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="routes")
+    expected_input = models.TextField(blank=True)
+    expected_result = models.TextField(blank=True)
+    user_impact = models.TextField(
+        blank=True, help_text="Where the user notices a problem with this route."
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RouteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["service", "path", "method"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "method", "path"], name="route_unique_service_method_path"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.service.slug} {self.method} {self.path}"
+
+
+class Signal(models.Model):
+    class Kind(models.TextChoices):
+        DURATION = "duration"
+        RATIO = "ratio"
+        COUNT = "count"
+        SCORE = "score"
+
+    class Direction(models.TextChoices):
+        HIGHER_IS_WORSE = "higher_worse", "higher is worse"
+        LOWER_IS_WORSE = "lower_worse", "lower is worse"
+
+    key = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    unit = models.CharField(max_length=20, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    direction = models.CharField(
+        max_length=12, choices=Direction.choices, default=Direction.HIGHER_IS_WORSE
+    )
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.key
+
+
+class Statistic(models.TextChoices):
+    P50 = "p50"
+    P95 = "p95"
+    P99 = "p99"
+    MEAN = "mean"
+    MAX = "max"
+    COUNT = "count"
+    RATE = "rate", "rate (readings per minute)"
+
+
+class CacheSegment(models.TextChoices):
+    """Which readings a statistic covers. UNKNOWN cache status counts only in ALL."""
+
+    ALL = "all"
+    HIT = "hit"
+    MISS = "miss"
+
+
+class CacheStatus(models.TextChoices):
+    HIT = "HIT"
+    MISS = "MISS"
+    STALE = "STALE"
+    EXPIRED = "EXPIRED"
+    BYPASS = "BYPASS"
+    REVALIDATED = "REVALIDATED"
+    DYNAMIC = "DYNAMIC"
+    UNKNOWN = "UNKNOWN"
+
+
+HIT_STATUSES = (CacheStatus.HIT, CacheStatus.STALE, CacheStatus.REVALIDATED)
+MISS_STATUSES = (CacheStatus.MISS, CacheStatus.EXPIRED, CacheStatus.BYPASS, CacheStatus.DYNAMIC)
+
+
+def segment_q(segment, prefix=""):
+    """A Q selecting readings of a cache segment (`prefix` for related lookups)."""
+    if segment == CacheSegment.HIT:
+        return Q(**{f"{prefix}cache_status__in": HIT_STATUSES})
+    if segment == CacheSegment.MISS:
+        return Q(**{f"{prefix}cache_status__in": MISS_STATUSES})
+    return Q()
+
+
+class Threshold(models.Model):
+    """Warn/critical levels of one statistic of a route's signal; curated by owners.
+
+    `direction` is copied from the signal on save so the database can check that
+    critical lies beyond warn in the direction that is worse.
+    """
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="thresholds")
+    signal = models.ForeignKey(Signal, on_delete=models.PROTECT, related_name="thresholds")
+    environment = models.ForeignKey(
+        Environment, on_delete=models.PROTECT, related_name="thresholds"
+    )
+    statistic = models.CharField(max_length=5, choices=Statistic.choices, default=Statistic.P95)
+    cache_segment = models.CharField(
+        max_length=4, choices=CacheSegment.choices, default=CacheSegment.ALL
+    )
+    window_minutes = models.PositiveIntegerField(default=15)
+    warn = models.FloatField()
+    critical = models.FloatField()
+    min_samples = models.PositiveIntegerField(default=20)
+    sustain_minutes = models.PositiveIntegerField(
+        default=0, help_text="How long a breach must last before it counts."
+    )
+    direction = models.CharField(max_length=12, choices=Signal.Direction.choices, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["route", "signal", "environment", "statistic"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "route",
+                    "signal",
+                    "environment",
+                    "statistic",
+                    "cache_segment",
+                    "window_minutes",
+                ],
+                name="threshold_unique_per_statistic",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(direction=Signal.Direction.HIGHER_IS_WORSE, critical__gte=F("warn"))
+                    | Q(direction=Signal.Direction.LOWER_IS_WORSE, critical__lte=F("warn"))
+                ),
+                name="threshold_critical_beyond_warn",
+                violation_error_message=(
+                    "critical must be at or beyond warn in the signal's worse direction"
+                ),
+            ),
+            models.CheckConstraint(
+                condition=Q(window_minutes__gte=1), name="threshold_window_positive"
+            ),
+            models.CheckConstraint(condition=Q(min_samples__gte=1), name="threshold_min_samples"),
+        ]
+
+    def __str__(self):
+        return (
+            f"{self.route} {self.signal.key} {self.statistic}/{self.cache_segment} "
+            f"{self.window_minutes}m ({self.environment.slug})"
+        )
+
+    def save(self, *args, **kwargs):
+        self.direction = self.signal.direction
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "direction"}
+        super().save(*args, **kwargs)
+
+    def level_for(self, value):
+        """ok / warn / critical for a value, respecting the signal's direction."""
+        sign = -1 if self.direction == Signal.Direction.LOWER_IS_WORSE else 1
+        if sign * value >= sign * self.critical:
+            return Status.CRITICAL
+        if sign * value >= sign * self.warn:
+            return Status.WARN
+        return Status.OK
+
+
+class Status(models.TextChoices):
+    OK = "ok"
+    PENDING = "pending"
+    WARN = "warn"
+    CRITICAL = "critical"
+    NO_DATA = "no_data", "no data"
+
+
+class ThresholdState(models.Model):
+    """The last evaluation of one threshold; every worker and /metrics read it."""
+
+    threshold = models.OneToOneField(Threshold, on_delete=models.CASCADE, related_name="state")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.NO_DATA)
+    value = models.FloatField(null=True, blank=True)
+    samples = models.PositiveIntegerField(default=0)
+    breach_level = models.CharField(max_length=8, choices=Status.choices, blank=True)
+    breach_started_at = models.DateTimeField(null=True, blank=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.threshold_id}: {self.status}"
+
+
+class IncidentQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(resolved_at__isnull=True)
+
+
+class Incident(models.Model):
+    """A counted breach of a threshold, from when it opened to when it recovered."""
+
+    threshold = models.ForeignKey(Threshold, on_delete=models.CASCADE, related_name="incidents")
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="incidents")
+    level = models.CharField(
+        max_length=8, choices=[(Status.WARN, "warn"), (Status.CRITICAL, "critical")]
+    )
+    peak_value = models.FloatField()
+    opened_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledgement_note = models.TextField(blank=True)
+    silenced_until = models.DateTimeField(null=True, blank=True)
+    silenced_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    silence_reason = models.TextField(blank=True)
+
+    objects = IncidentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            # Two evaluations at once never open two incidents for one breach.
+            models.UniqueConstraint(
+                fields=["threshold"],
+                condition=Q(resolved_at__isnull=True),
+                name="incident_one_open_per_threshold",
+            ),
+        ]
+        indexes = [
+            # route page and board: open incidents of a route
+            models.Index(fields=["route", "resolved_at"], name="incident_route_open_idx"),
+        ]
+
+    def __str__(self):
+        state = "open" if self.resolved_at is None else "resolved"
+        return f"{self.level} on {self.threshold} ({state})"
+
+    @property
+    def is_silenced(self):
+        return self.silenced_until is not None and self.silenced_until > timezone.now()
+
+
+class EvaluationRun(models.Model):
+    """One pass of `evaluate`: what it saw and how long it took."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    thresholds = models.PositiveIntegerField(default=0)
+    statuses = models.JSONField(default=dict, blank=True)
+    incidents_opened = models.PositiveIntegerField(default=0)
+    incidents_resolved = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"evaluation at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Baseline(models.Model):
+    """The measured before state of a route's signal in one environment and cache segment."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="baselines")
+    signal = models.ForeignKey(Signal, on_delete=models.PROTECT, related_name="baselines")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="baselines")
+    cache_segment = models.CharField(
+        max_length=4, choices=CacheSegment.choices, default=CacheSegment.ALL
+    )
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    p50 = models.FloatField(null=True, blank=True)
+    p95 = models.FloatField(null=True, blank=True)
+    p99 = models.FloatField(null=True, blank=True)
+    mean = models.FloatField(null=True, blank=True)
+    excludes_incidents = models.BooleanField(default=False)
+    captured_at = models.DateTimeField(default=timezone.now)
+    captured_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True, help_text="Why this baseline was captured.")
+    active = models.BooleanField(default=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-captured_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["route", "signal", "environment", "cache_segment"],
+                condition=Q(active=True),
+                name="baseline_one_active_per_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(window_end__gt=F("window_start")), name="baseline_window_ordered"
+            ),
+        ]
+
+    def __str__(self):
+        return (
+            f"{self.route} {self.signal.key} {self.cache_segment} ({self.environment.slug}) "
+            f"{self.window_start:%Y-%m-%d %H:%M}–{self.window_end:%H:%M}"
+        )
+
+
+class Reading(models.Model):
+    """One measurement. `service` is stored so idempotency keys are unique per service."""
+
+    id = models.BigAutoField(primary_key=True)
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+")
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="+")
+    signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    value = models.FloatField()
+    observed_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    cache_status = models.CharField(
+        max_length=11, choices=CacheStatus.choices, default=CacheStatus.UNKNOWN
+    )
+    release = models.CharField(max_length=100, blank=True)
+    # NULL, not "", for "no key": the partial unique index skips NULLs.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+
+    class Meta:
+        ordering = ["-observed_at"]
+        constraints = [
+            # A retried reading is stored once, whichever batch it arrives in.
+            models.UniqueConstraint(
+                fields=["service", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="reading_unique_idempotency_key",
+            ),
+        ]
+        indexes = [
+            # route status, baselines, comparisons: readings of one route+signal+env in a window
+            models.Index(
+                fields=["route", "signal", "environment", "observed_at"],
+                name="reading_route_signal_env_time",
+            ),
+            # reading changelist and pruning: newest readings first
+            models.Index(fields=["observed_at"], name="reading_observed_at_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.value} at {self.observed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class IdempotentRequest(models.Model):
+    """An `Idempotency-Key` request header seen for a service (IETF httpapi draft)."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request body.")
+    state = models.CharField(max_length=7, choices=State.choices, default=State.RUNNING)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "key"], name="idempotent_request_unique_key"
+            ),
+        ]
+        indexes = [
+            # pruning of keys older than 24 hours
+            models.Index(fields=["created_at"], name="idempotent_request_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.service_id}:{self.key} ({self.state})"
+
+
+class Change(models.Model):
+    """One variable changed on a route, compared before/after."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="changes")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="changes")
+    variable = models.CharField(max_length=200, help_text="The one thing that changed.")
+    summary = models.TextField(blank=True)
+    applied_at = models.DateTimeField()
+    release = models.CharField(max_length=100, blank=True)
+    cache_cleared = models.CharField(
+        max_length=200, blank=True, help_text="Which cache was cleared, if any."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-applied_at"]
+        indexes = [
+            # confounding check: other changes on the same route+environment near a window
+            models.Index(
+                fields=["route", "environment", "applied_at"], name="change_route_env_time"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.variable} on {self.route} at {self.applied_at:%Y-%m-%d %H:%M}"
+
+
+class RollbackNote(models.Model):
+    class Outcome(models.TextChoices):
+        PASSED = "passed"
+        FAILED = "failed"
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="rollback_notes")
+    change = models.ForeignKey(
+        Change, null=True, blank=True, on_delete=models.SET_NULL, related_name="rollback_notes"
+    )
+    steps = models.TextField()
+    command = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        Owner, null=True, blank=True, on_delete=models.SET_NULL, related_name="rollback_notes"
+    )
+    rehearsed_at = models.DateTimeField(null=True, blank=True)
+    rehearsed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rehearsal_outcome = models.CharField(max_length=6, choices=Outcome.choices, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["route", "-created_at"]
+
+    def __str__(self):
+        return f"rollback for {self.route}"
+
+
+class ContentItem(models.Model):
+    """A content document with its quality scores, flags and review status."""
+
+    class ReviewStatus(models.TextChoices):
+        DRAFT = "draft"
+        NEEDS_REVIEW = "needs_review", "needs review"
+        REVIEWED = "reviewed"
+        CHANGES_REQUESTED = "changes_requested", "changes requested"
+
+    reference = models.CharField(max_length=100, unique=True)
+    source_id = models.CharField(max_length=100, blank=True)
+    title = models.CharField(max_length=500)
+    body = models.TextField(blank=True)
+    topic = models.CharField(max_length=500, blank=True)
+    summary = models.TextField(blank=True)
+    ai_outline = models.JSONField(default=list, blank=True)
+    ai_brief = models.TextField(blank=True)
+    stack = models.JSONField(default=list, blank=True)
+    tools = models.JSONField(default=list, blank=True)
+    code_language = models.CharField(max_length=50, blank=True)
+    difficulty = models.CharField(max_length=50, blank=True)
+    reading_time = models.PositiveIntegerField(null=True, blank=True)
+    view_count = models.PositiveBigIntegerField(null=True, blank=True)
+    quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    freshness = models.PositiveSmallIntegerField(null=True, blank=True)
+    depth = models.PositiveSmallIntegerField(null=True, blank=True)
+    clarity = models.PositiveSmallIntegerField(null=True, blank=True)
+    ai_generated_style = models.BooleanField(default=False)
+    has_images = models.BooleanField(default=False)
+    image_heavy = models.BooleanField(default=False)
+    needs_human_review = models.BooleanField(default=False)
+    revision_status = models.CharField(max_length=50, blank=True)
+    version = models.CharField(max_length=50, blank=True)
+    last_reviewed_at = models.DateField(null=True, blank=True)
+    content_hash = models.CharField(max_length=128, blank=True)
+    checklist = models.JSONField(default=list, blank=True)
+    entities = models.JSONField(default=list, blank=True)
+    image_sources = models.JSONField(default=list, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    notes = models.JSONField(default=list, blank=True)
+    review_status = models.CharField(
+        max_length=17, choices=ReviewStatus.choices, default=ReviewStatus.NEEDS_REVIEW
+    )
+    imported_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["body"])
+
+    class Meta:
+        ordering = ["reference"]
+        permissions = [("review_contentitem", "Can mark content as reviewed")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(quality__isnull=True) | Q(quality__lte=100))
+                & (Q(freshness__isnull=True) | Q(freshness__lte=100))
+                & (Q(depth__isnull=True) | Q(depth__lte=100))
+                & (Q(clarity__isnull=True) | Q(clarity__lte=100)),
+                name="content_scores_within_0_100",
+            ),
+        ]
+        indexes = [
+            # review queue: needs_review first, oldest first
+            models.Index(fields=["review_status", "imported_at"], name="content_review_queue"),
+        ]
+
+    def __str__(self):
+        return f"{self.reference}: {self.title}"
+
+
+class Review(models.Model):
+    class Decision(models.TextChoices):
+        REVIEWED = "reviewed"
+        CHANGES_REQUESTED = "changes_requested", "changes requested"
+
+    item = models.ForeignKey(ContentItem, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="content_reviews"
+    )
+    decision = models.CharField(max_length=17, choices=Decision.choices)
+    note = models.TextField(blank=True)
+    version = models.CharField(max_length=50, blank=True, help_text="The version reviewed.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.decision} of {self.item.reference} by {self.reviewer}"

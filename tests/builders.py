@@ -1,0 +1,96 @@
+"""Plain builder functions for tests: each makes one object with sensible defaults."""
+
+import itertools
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from signals_app.models import (
+    Environment,
+    Owner,
+    Reading,
+    Route,
+    Service,
+    Signal,
+    Threshold,
+)
+
+_counter = itertools.count(1)
+
+
+def make_user(username, *, password="pw-for-tests-only", **extra):
+    return get_user_model().objects.create_user(username=username, password=password, **extra)
+
+
+def make_owner(name=None, *, members=()):
+    owner = Owner.objects.create(
+        name=name or f"owner-{next(_counter)}", contact_email="team@example.com"
+    )
+    owner.members.add(*members)
+    return owner
+
+
+def make_service(slug=None, *, owner=None):
+    return Service.objects.create(slug=slug or f"svc-{next(_counter)}", owner=owner or make_owner())
+
+
+def make_route(service=None, path=None, *, method="GET", owner=None):
+    service = service or make_service()
+    return Route.objects.create(
+        service=service,
+        method=method,
+        path=path or f"/things-{next(_counter)}/{{id}}",
+        owner=owner or service.owner,
+        expected_result="200 with the thing",
+    )
+
+
+def signal(key="response_time_ms"):
+    return Signal.objects.get(key=key)
+
+
+def environment(slug="production"):
+    return Environment.objects.get(slug=slug)
+
+
+def make_threshold(route=None, *, signal_key="response_time_ms", **fields):
+    values = {
+        "route": route or make_route(),
+        "signal": signal(signal_key),
+        "environment": environment(fields.pop("environment", "production")),
+        "statistic": "p95",
+        "warn": 300.0,
+        "critical": 800.0,
+        "min_samples": 5,
+    }
+    values.update(fields)
+    return Threshold.objects.create(**values)
+
+
+def make_readings(
+    route,
+    values,
+    *,
+    signal_key="response_time_ms",
+    env="production",
+    cache_status="MISS",
+    start=None,
+    step=timedelta(seconds=10),
+):
+    """Store one reading per value, `step` apart, ending at `start` or now."""
+    now = start or timezone.now()
+    sig, environment_obj = signal(signal_key), environment(env)
+    readings = [
+        Reading(
+            service=route.service,
+            route=route,
+            signal=sig,
+            environment=environment_obj,
+            value=value,
+            observed_at=now - step * index,
+            cache_status=cache_status,
+        )
+        for index, value in enumerate(values)
+    ]
+    return Reading.objects.bulk_create(readings)

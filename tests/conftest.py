@@ -1,0 +1,47 @@
+import pytest
+
+from tests.builders import make_owner, make_service, make_user
+
+
+@pytest.fixture
+def alice(db):
+    """alice owns the blog service."""
+    return make_user("alice", is_staff=True)
+
+
+@pytest.fixture
+def bob(db):
+    """bob is on alice's team."""
+    return make_user("bob", is_staff=True)
+
+
+@pytest.fixture
+def carol(db):
+    """carol reviews content."""
+    return make_user("carol", is_staff=True)
+
+
+@pytest.fixture
+def mallory(db):
+    """mallory owns nothing."""
+    return make_user("mallory", is_staff=True)
+
+
+@pytest.fixture
+def blog_team(alice, bob):
+    return make_owner("Blog team", members=[alice, bob])
+
+
+@pytest.fixture
+def blog(blog_team):
+    return make_service("blog", owner=blog_team)
+
+
+@pytest.fixture
+def search_team(db):
+    return make_owner("Search team")
+
+
+@pytest.fixture
+def search(search_team):
+    return make_service("search", owner=search_team)

@@ -1,0 +1,133 @@
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from signals_app.models import Baseline, ContentItem, Incident, Reading, Route
+from tests.builders import environment, make_readings, make_route, make_threshold, signal
+
+
+def rejects(build):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        build()
+
+
+@pytest.mark.django_db
+def test_route_is_unique_per_service_method_and_path(blog):
+    make_route(blog, "/posts/{slug}")
+    rejects(lambda: make_route(blog, "/posts/{slug}"))
+    assert make_route(blog, "/posts/{slug}", method="POST").pk
+
+
+@pytest.mark.django_db
+def test_critical_must_be_above_warn_when_higher_is_worse(blog):
+    route = make_route(blog)
+    rejects(lambda: make_threshold(route, warn=500, critical=300))
+    assert make_threshold(route, warn=300, critical=500).direction == "higher_worse"
+
+
+@pytest.mark.django_db
+def test_critical_must_be_below_warn_when_lower_is_worse(blog):
+    route = make_route(blog)
+    rejects(lambda: make_threshold(route, signal_key="cache_hit", warn=0.5, critical=0.8))
+    threshold = make_threshold(route, signal_key="cache_hit", warn=0.8, critical=0.5)
+    assert threshold.level_for(0.6) == "warn"
+    assert threshold.level_for(0.4) == "critical"
+    assert threshold.level_for(0.9) == "ok"
+
+
+@pytest.mark.django_db
+def test_threshold_is_unique_per_statistic_segment_and_window(blog):
+    route = make_route(blog)
+    make_threshold(route)
+    rejects(lambda: make_threshold(route))
+    assert make_threshold(route, cache_segment="hit").pk
+
+
+@pytest.mark.django_db
+def test_threshold_window_must_be_positive(blog):
+    rejects(lambda: make_threshold(make_route(blog), window_minutes=0))
+
+
+@pytest.mark.django_db
+def test_only_one_active_baseline_per_key(blog):
+    route = make_route(blog)
+    end = timezone.now()
+    fields = {
+        "route": route,
+        "signal": signal(),
+        "environment": environment(),
+        "window_start": end - timedelta(hours=1),
+        "window_end": end,
+    }
+    Baseline.objects.create(**fields)
+    rejects(lambda: Baseline.objects.create(**fields))
+    assert Baseline.objects.create(**fields, active=False).pk
+
+
+@pytest.mark.django_db
+def test_baseline_window_must_be_ordered(blog):
+    end = timezone.now()
+    rejects(
+        lambda: Baseline.objects.create(
+            route=make_route(blog),
+            signal=signal(),
+            environment=environment(),
+            window_start=end,
+            window_end=end,
+        )
+    )
+
+
+@pytest.mark.django_db
+def test_reading_idempotency_key_is_unique_per_service(blog, search):
+    blog_route, search_route = make_route(blog), make_route(search)
+    (reading,) = make_readings(blog_route, [1.0])
+    Reading.objects.filter(pk=reading.pk).update(idempotency_key="web-1:1")
+
+    def duplicate():
+        (again,) = make_readings(blog_route, [2.0])
+        Reading.objects.filter(pk=again.pk).update(idempotency_key="web-1:1")
+
+    rejects(duplicate)
+    (other,) = make_readings(search_route, [3.0])
+    Reading.objects.filter(pk=other.pk).update(idempotency_key="web-1:1")
+    # Readings without a key never collide.
+    make_readings(blog_route, [4.0, 5.0])
+    assert Reading.objects.filter(idempotency_key__isnull=True).count() == 2
+
+
+@pytest.mark.django_db
+def test_only_one_open_incident_per_threshold(blog):
+    threshold = make_threshold(make_route(blog))
+    Incident.objects.create(threshold=threshold, route=threshold.route, level="warn", peak_value=1)
+    rejects(
+        lambda: Incident.objects.create(
+            threshold=threshold, route=threshold.route, level="warn", peak_value=2
+        )
+    )
+    Incident.objects.update(resolved_at=timezone.now())
+    assert Incident.objects.create(
+        threshold=threshold, route=threshold.route, level="critical", peak_value=3
+    ).pk
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["quality", "freshness", "depth", "clarity"])
+def test_content_scores_must_be_within_0_and_100(field):
+    rejects(lambda: ContentItem.objects.create(reference="r-1", title="t", **{field: 101}))
+    rejects(lambda: ContentItem.objects.create(reference="r-2", title="t", **{field: -1}))
+    assert ContentItem.objects.create(reference="r-3", title="t", **{field: 100}).pk
+
+
+@pytest.mark.django_db
+def test_default_signals_and_environments_exist():
+    assert signal("response_time_ms").kind == "duration"
+    assert signal("response_time_ms").unit == "ms"
+    assert signal("error_rate").kind == "ratio"
+    assert signal("db_calls").kind == "count"
+    assert signal("cache_hit").direction == "lower_worse"
+    assert environment("production").is_production
+    assert not environment("staging").is_production
+    assert Route.objects.count() == 0

@@ -1,0 +1,53 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRODUCTION = {
+    "DEBUG": "off",
+    "SECRET_KEY": "x" * 30 + "a-long-random-production-secret-key-0123456789",
+    "ALLOWED_HOSTS": "dq.example.com",
+    "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
+    "SECURE_HSTS_PRELOAD": "on",
+}
+
+
+def manage(*args, **env_overrides):
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_mode_refuses_to_start_without_secret_key():
+    env = {**PRODUCTION, "SECRET_KEY": ""}
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_production_mode_refuses_to_start_without_allowed_hosts():
+    env = {**PRODUCTION, "ALLOWED_HOSTS": ""}
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS is not set" in result.stderr
+
+
+def test_malformed_variable_names_itself():
+    result = manage("check", DEBUG="perhaps")
+    assert result.returncode != 0
+    assert "DEBUG is malformed" in result.stderr
+
+
+def test_deploy_check_prints_no_warnings_with_production_variables():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNINGS" not in result.stderr + result.stdout
