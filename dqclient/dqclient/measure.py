@@ -143,6 +143,9 @@ def django_route_template(route: str) -> str:
         route = _replace_named_groups(route)
         route = route.replace("^", "").replace("\\Z", "").replace("$", "")
         route = route.replace("\\.", ".").replace("\\-", "-").replace("\\/", "/")
+        # DRF routers with trailing_slash="/?" make the slash optional: the path is without.
+        if route.endswith("/?"):
+            route = route[:-2]
     elif "<" in route:
         route = _DJANGO_CONVERTER.sub(r"{\1}", route)
     if not route.startswith("/"):

@@ -119,6 +119,25 @@ def make_reporter(clock):
         reporter.close(timeout=0)
 
 
+class Recorder:
+    """Stands in for a Reporter in middleware tests: keeps what it is given."""
+
+    def __init__(self):
+        self.requests = []
+
+    def record_request(self, method, route, elapsed_ms, error, cache_status, db_calls):
+        self.requests.append(
+            {
+                "method": method,
+                "route": route,
+                "elapsed_ms": elapsed_ms,
+                "error": error,
+                "cache_status": cache_status,
+                "db_calls": db_calls,
+            }
+        )
+
+
 class Registry:
     """A real HTTP server in a thread, standing in for the registry; `behaviour` decides."""
 
