@@ -272,9 +272,15 @@ class Reporter:
         thread = self._thread
         if thread is not None and thread.is_alive():
             if thread is not threading.current_thread():
-                # The thread honours the deadline itself; the margin covers one last
-                # socket timeout that started just before it.
-                thread.join(timeout + 1.0)
+                # The thread honours the deadline itself, except inside a request to a
+                # registry that does not answer: that request is cut at the deadline.
+                thread.join(timeout)
+                if thread.is_alive():
+                    abort = getattr(self._transport, "abort", None)
+                    if abort is not None:
+                        with contextlib.suppress(Exception):
+                            abort()
+                    thread.join(1.0)
             return
         try:
             self._drain_for_close()

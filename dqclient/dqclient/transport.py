@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -47,6 +49,7 @@ class HttpTransport:
         self._host = parts.hostname or ""
         self._port = parts.port
         self._path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self._conn: http.client.HTTPConnection | None = None
 
     def __call__(self, body: bytes, headers: dict[str, str], timeout: float) -> Response:
         if self._https:
@@ -55,10 +58,21 @@ class HttpTransport:
             )
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        self._conn = conn
         try:
             conn.request("POST", self._path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read(MAX_RESPONSE_BYTES)
             return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
         finally:
+            self._conn = None
             conn.close()
+
+    def abort(self) -> None:
+        """Cut the request in flight (from another thread): a stalled registry must not
+        hold the service's shutdown for a whole socket timeout."""
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing to cut
+                sock.shutdown(socket.SHUT_RDWR)
