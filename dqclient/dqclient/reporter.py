@@ -224,7 +224,13 @@ class Reporter:
     # -- the public controls ------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """Counters: queued, dropped, sent, duplicates, rejected, failed, retries, batches."""
+        """Counters since start.
+
+        queued, dropped and pending count measurements (one per request, or per `record()`
+        call); sent, duplicates, rejected, failed and unsent count readings (a request makes
+        two or three). pending is what waits in the queue now (at most `max_queue`), unsent
+        the readings taken from it and not yet accepted.
+        """
         with self._lock:
             return {
                 "queued": self._expanded + len(self._queue),
@@ -235,7 +241,8 @@ class Reporter:
                 "failed": self._failed,
                 "retries": self._retries,
                 "batches": self._batches,
-                "pending": len(self._queue) + len(self._carry),
+                "pending": len(self._queue),
+                "unsent": len(self._carry),
             }
 
     def flush(self, timeout: float | None = None) -> bool:
