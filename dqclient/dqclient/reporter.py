@@ -297,13 +297,21 @@ class Reporter:
     # -- the background side -----------------------------------------------------------
 
     def run_pending(self, force: bool = False) -> None:
-        """One pass: send full batches, and everything pending when the interval is due."""
-        self._expand()
-        while len(self._carry) >= self.batch_size:
-            self._deliver(self._take())
-        if force or self._clock() >= self._next_due:
-            while self._carry:
+        """One pass: send full batches, and everything pending when the interval is due.
+
+        Readings are built from the queue one batch at a time, so memory stays bounded by
+        `max_queue` plus one batch however far behind the registry is.
+        """
+        due = force or self._clock() >= self._next_due
+        # When due, send what was queued when the pass began, not what keeps arriving.
+        budget = len(self._queue) if due else -1
+        while not self._closing:
+            budget = self._fill(budget)
+            if len(self._carry) >= self.batch_size or (due and self._carry):
                 self._deliver(self._take())
+            else:
+                break
+        if due:
             self._next_due = self._clock() + self.flush_interval
 
     def _run(self) -> None:
@@ -329,27 +337,34 @@ class Reporter:
             self._release(self._take_waiters())
 
     def _drain_for_close(self) -> None:
-        self._expand()
-        while self._carry:
+        while True:
+            self._fill(-1)
+            if not self._carry:
+                return
             if self._clock() >= self._deadline:
-                self._give_up(self._carry, "shutdown deadline passed")
+                left = len(self._carry) + sum(map(_reading_count, self._queue))
+                self._queue.clear()
                 self._carry = []
-                break
+                self._give_up(left, "shutdown deadline passed")
+                return
             self._deliver(self._take())
 
-    def _expand(self) -> None:
+    def _fill(self, budget: int) -> int:
+        """Build readings from queued entries until a batch is full; -1 means no budget."""
         queue, carry, readings = self._queue, self._carry, self._readings
         count = 0
-        while queue:
+        while queue and budget and len(carry) < self.batch_size:
             try:
                 entry = queue.popleft()
             except IndexError:
                 break
             carry.extend(readings(entry))
             count += 1
+            budget -= 1
         if count:
             with self._lock:
                 self._expanded += count
+        return budget
 
     def _readings(self, entry: tuple) -> list[dict[str, Any]]:
         key = f"{self.instance_id}:{entry[0]}"
@@ -392,21 +407,21 @@ class Reporter:
         while batch:
             timeout = self._attempt_timeout()
             if timeout is None:
-                self._give_up(batch, "shutdown deadline passed")
+                self._give_up(len(batch), "shutdown deadline passed")
                 return
             outcome, retry_after, bad = self._post(batch, batch_key, timeout)
             if outcome == _OK:
                 return
             if outcome == _RETRY:
                 if attempt >= self.max_retries:
-                    self._give_up(batch, f"still failing after {attempt + 1} attempts")
+                    self._give_up(len(batch), f"still failing after {attempt + 1} attempts")
                     return
                 delay = self.backoff_delay(attempt, retry_after)
                 attempt += 1
                 with self._lock:
                     self._retries += 1
                 if not self._wait(delay):
-                    self._give_up(batch, "shutdown deadline passed")
+                    self._give_up(len(batch), "shutdown deadline passed")
                     return
                 continue
             if outcome == _SPLIT:
@@ -564,14 +579,14 @@ class Reporter:
         else:
             self._interrupt.wait(seconds)
 
-    def _give_up(self, batch: list, reason: str) -> None:
+    def _give_up(self, count: int, reason: str) -> None:
         with self._lock:
-            self._failed += len(batch)
+            self._failed += count
         self._log_once(
             ("give-up", reason),
             logging.WARNING,
             "dqclient: dropping %d readings: %s",
-            len(batch),
+            count,
             reason,
         )
 
@@ -658,6 +673,12 @@ def _after_fork_in_child() -> None:
 atexit.register(_close_all_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _reading_count(entry: tuple) -> int:
+    if len(entry) == _REQUEST_ENTRY_LEN:
+        return 2 if entry[7] is None else 3
+    return 1
 
 
 def _parse_json(body: bytes) -> dict:

@@ -367,3 +367,21 @@ def test_the_thread_flushes_on_request_and_on_close():
     reporter.close(timeout=5)
     assert len(transport.readings) == 9
     assert not reporter._thread.is_alive()
+
+
+def test_it_builds_readings_one_batch_at_a_time(make_reporter):
+    unsent = []
+
+    def answer(batch):
+        unsent.append(reporter.stats()["unsent"])
+        return created(len(batch))
+
+    reporter = make_reporter(FakeTransport(*[answer] * 7))
+    record_requests(reporter, 1000)  # 3,000 readings
+
+    reporter.flush()
+
+    # however long the queue, at most one batch of readings (plus a request's) is built
+    assert len(unsent) == 6
+    assert max(unsent) <= 2
+    assert reporter.stats()["sent"] == 3000
