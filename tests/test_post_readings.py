@@ -573,7 +573,7 @@ def test_queries_per_request_do_not_grow_with_the_batch(post, size, django_asser
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrency test needs PostgreSQL")
 def test_two_threads_posting_the_same_keys_store_one_row_each(blog_key, post_route):
     from django.db import connections

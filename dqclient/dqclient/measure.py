@@ -73,7 +73,7 @@ def cache_status_from_asgi(headers: Iterable[tuple[bytes, bytes]] | None) -> str
         return UNKNOWN
     found = None
     for name, value in headers:
-        if len(name) <= 14 and name.lower() in CACHE_HEADERS_BYTES:
+        if len(name) <= 15 and name.lower() in CACHE_HEADERS_BYTES:  # len("cf-cache-status")
             if found is None:
                 found = {}
             found.setdefault(name.lower().decode("latin-1"), value.decode("latin-1"))
