@@ -104,3 +104,11 @@ def ensure_default_signals_and_environments():
         "signals_app.migrations.0002_default_signals_and_environments"
     )
     migration.create_defaults(django_apps, None)
+
+
+def make_key(service, **fields):
+    """Issue a service key and return the full `dq_<prefix>.<secret>` string."""
+    from signals_app.models import ServiceKey
+
+    _key, raw = ServiceKey.issue(service, **fields)
+    return raw

@@ -5,7 +5,7 @@ from tests.builders import make_owner, make_service, make_user
 
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
-    # PBKDF2 costs ~0.5 s per user on the shared 2-core machine; tests don't need it.
+    # The default hasher spends ~0.5 s per user on purpose; tests make many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 

@@ -22,7 +22,9 @@ from dqclient import HttpTransport, Reporter
 from signals_app.models import Reading, ServiceKey
 from tests.builders import make_route
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# serialized_rollback: a transactional test flushes the tables, and with them the
+# default signals and environments of the data migration that later tests need.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture(autouse=True)
