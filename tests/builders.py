@@ -1,10 +1,8 @@
 """Plain builder functions for tests: each makes one object with sensible defaults."""
 
-import importlib
 import itertools
 from datetime import timedelta
 
-from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
@@ -96,14 +94,6 @@ def make_readings(
         for index, value in enumerate(values)
     ]
     return Reading.objects.bulk_create(readings)
-
-
-def ensure_default_signals_and_environments():
-    """Transactional tests start after others flushed the database: put the defaults back."""
-    migration = importlib.import_module(
-        "signals_app.migrations.0002_default_signals_and_environments"
-    )
-    migration.create_defaults(django_apps, None)
 
 
 def make_key(service, **fields):

@@ -10,12 +10,7 @@ from django.db import connection
 from signals_app import evaluation
 from signals_app.evaluation import run_evaluation
 from signals_app.models import EvaluationRun, Incident, ThresholdState
-from tests.builders import (
-    ensure_default_signals_and_environments,
-    make_readings,
-    make_route,
-    make_threshold,
-)
+from tests.builders import make_readings, make_route, make_threshold
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
@@ -156,10 +151,10 @@ def test_evaluating_many_thresholds_costs_the_same_queries(blog, django_assert_n
 
 @pytest.mark.postgres
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL row locks")
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback: like every transactional test here, so the flush keeps the defaults
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_concurrent_evaluations_open_one_incident(blog, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="signals_app.evaluation")
-    ensure_default_signals_and_environments()
     threshold = make_threshold(make_route(blog), statistic="max", min_samples=1)
     run_evaluation(now=NOW - timedelta(minutes=1))  # the state exists, as in steady operation
     make_readings(threshold.route, [900.0], start=NOW)
