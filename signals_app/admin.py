@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from simple_history.admin import SimpleHistoryAdmin
 
 from .models import (
@@ -46,6 +48,27 @@ class ServiceAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     search_fields = ["slug", "name"]
     inlines = [ServiceKeyInline]
+    actions = ["issue_key"]
+
+    @admin.action(description="Issue an API key (shown once)", permissions=["add_key"])
+    def issue_key(self, request, queryset):
+        # Rendered straight into the response, never into messages: the message store
+        # may be a cookie, and the secret must exist only on this page.
+        issued = [
+            (service, ServiceKey.issue(service, name="admin", created_by=request.user)[1])
+            for service in queryset
+        ]
+        response = TemplateResponse(
+            request,
+            "admin/signals_app/service/issued_keys.html",
+            {**self.admin_site.each_context(request), "issued": issued, "opts": self.model._meta},
+        )
+        add_never_cache_headers(response)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def has_add_key_permission(self, request):
+        return request.user.has_perm("signals_app.add_servicekey")
 
 
 @admin.register(ServiceKey)

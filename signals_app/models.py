@@ -8,6 +8,7 @@ import functools
 import hashlib
 import operator
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -90,6 +91,41 @@ class ServiceKey(models.Model):
 
     def matches(self, secret):
         return secrets.compare_digest(self.secret_hash, self.hash_secret(secret))
+
+    @classmethod
+    def authenticate(cls, raw_key):
+        """The active key for a `dq_<prefix>.<secret>` string, or (None, why it was refused).
+
+        One query by prefix (unique index); the secret is compared in constant time, and an
+        unknown prefix still costs one hash so timing does not tell prefixes apart.
+        """
+        prefix, _, secret = raw_key.removeprefix("dq_").partition(".")
+        key = None
+        if raw_key.startswith("dq_") and prefix and secret and len(prefix) <= 32:
+            key = cls.objects.select_related("service").filter(prefix=prefix).first()
+        if key is None or not key.matches(secret):
+            cls.hash_secret(secret)
+            return None, "the API key is unknown"
+        if key.revoked_at is not None:
+            return None, "the API key was revoked"
+        if key.expires_at is not None and key.expires_at <= timezone.now():
+            return None, "the API key has expired"
+        return key, ""
+
+    def touch(self, now=None):
+        """Record use at most once a minute per key, whatever the number of workers.
+
+        The UPDATE is conditional, so concurrent requests write the row once; a request
+        whose loaded key was used less than a minute ago issues no query at all.
+        """
+        now = now or timezone.now()
+        cutoff = now - timedelta(minutes=1)
+        if self.last_used_at is not None and self.last_used_at > cutoff:
+            return
+        ServiceKey.objects.filter(pk=self.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=cutoff)
+        ).update(last_used_at=now)
+        self.last_used_at = now
 
     @property
     def is_active(self):

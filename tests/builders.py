@@ -94,3 +94,11 @@ def make_readings(
         for index, value in enumerate(values)
     ]
     return Reading.objects.bulk_create(readings)
+
+
+def make_key(service, **fields):
+    """Issue a service key and return the full `dq_<prefix>.<secret>` string."""
+    from signals_app.models import ServiceKey
+
+    _key, raw = ServiceKey.issue(service, **fields)
+    return raw
