@@ -10,6 +10,7 @@ first run left it.
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,8 +91,9 @@ def collect_files(paths, result):
     return files
 
 
-def import_paths(paths, *, dry_run=False, progress=None, chunk_size=CHUNK_SIZE, min_score=None):
+def import_paths(paths, *, dry_run=False, progress=None, chunk_size=None, min_score=None):
     """Import every document under `paths`; `progress(done, total)` is called per chunk."""
+    chunk_size = chunk_size or CHUNK_SIZE
     result = ImportResult()
     files = collect_files(paths, result)
     importer = Importer(result, dry_run=dry_run, min_score=min_score)
@@ -336,9 +338,20 @@ class BulkWriter:
         columns = ", ".join(quote(f.column) for f in self.fields)
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                sql = f"COPY {table} ({columns}) FROM STDIN"
+                started = time.monotonic()
+                with cursor.cursor.copy(sql) as copy:
                     for row in rows:
                         copy.write_row(row)
+                if connection.queries_logged:
+                    # COPY runs below Django's cursor wrapper; log it as the wrapper would,
+                    # so DEBUG query logs and query-count tests see every statement.
+                    connection.queries_log.append(
+                        {
+                            "sql": f"{sql} -- {len(rows)} rows",
+                            "time": f"{time.monotonic() - started:.3f}",
+                        }
+                    )
             else:
                 placeholders = ", ".join(["%s"] * len(self.fields))
                 cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)
@@ -361,7 +374,7 @@ def content_signal_target():
         method=method,
         path=path,
         defaults={
-            "owner": service.owner,
+            "owner_id": service.owner_id,
             "expected_input": "a content document imported by import_content",
             "expected_result": "quality, freshness, depth and clarity at or above "
             f"{settings.DQ_CONTENT_MIN_SCORE}; no missing meta fields",

@@ -621,11 +621,7 @@ REVIEWERS_GROUP = "Reviewers"
 class ContentItemQuerySet(models.QuerySet):
     def review_queue(self):
         """needs_review first, then the longest waiting (oldest import of its current version)."""
-        waiting = models.Case(
-            models.When(review_status=ContentItem.ReviewStatus.NEEDS_REVIEW, then=0),
-            default=1,
-        )
-        return self.order_by(waiting, "imported_at", "pk")
+        return self.order_by(*review_queue_order())
 
     def score_band(self, band, minimum=None):
         """Items whose lowest score is in a band: `low` (any score below the minimum,
@@ -675,6 +671,15 @@ class ContentItemQuerySet(models.QuerySet):
                 changes["last_reviewed_at"] = timezone.localdate(now)
             ContentItem.objects.filter(pk__in=[item.pk for item in items]).update(**changes)
         return reviews
+
+
+def review_queue_order():
+    # The content_review_queue index (review_status, imported_at) serves this order.
+    waiting = models.Case(
+        models.When(review_status=ContentItem.ReviewStatus.NEEDS_REVIEW, then=0),
+        default=1,
+    )
+    return [waiting.asc(), "imported_at", "pk"]
 
 
 def _any(conditions):
