@@ -357,6 +357,8 @@ class ThresholdState(models.Model):
     samples = models.PositiveIntegerField(default=0)
     breach_level = models.CharField(max_length=8, choices=Status.choices, blank=True)
     breach_started_at = models.DateTimeField(null=True, blank=True)
+    # A breach at warn may turn critical later: critical must last sustain_minutes on its own.
+    critical_started_at = models.DateTimeField(null=True, blank=True)
     evaluated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
@@ -366,6 +368,19 @@ class ThresholdState(models.Model):
 class IncidentQuerySet(models.QuerySet):
     def open(self):
         return self.filter(resolved_at__isnull=True)
+
+    def paging(self, now=None):
+        """Open incidents someone should look at: not silenced, and not acknowledged
+        unless they escalated after the acknowledgement."""
+        now = now or timezone.now()
+        return (
+            self.open()
+            .filter(Q(silenced_until__isnull=True) | Q(silenced_until__lte=now))
+            .filter(
+                Q(acknowledged_at__isnull=True)
+                | Q(escalated_at__isnull=False, escalated_at__gt=F("acknowledged_at"))
+            )
+        )
 
 
 class Incident(models.Model):
@@ -378,6 +393,9 @@ class Incident(models.Model):
     )
     peak_value = models.FloatField()
     opened_at = models.DateTimeField(default=timezone.now)
+    escalated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When warn became critical."
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
@@ -415,6 +433,24 @@ class Incident(models.Model):
     def is_silenced(self):
         return self.silenced_until is not None and self.silenced_until > timezone.now()
 
+    def acknowledge(self, user, note="", *, now=None):
+        """Record who looked at the incident; it stays open until the signal recovers."""
+        self.acknowledged_at = now or timezone.now()
+        self.acknowledged_by = user
+        self.acknowledgement_note = note
+        self.save(update_fields=["acknowledged_at", "acknowledged_by", "acknowledgement_note"])
+
+    def silence(self, user, until, reason=""):
+        """Silence until `until`; the silence expires by itself (see `is_silenced`)."""
+        self.silenced_until = until
+        self.silenced_by = user
+        self.silence_reason = reason
+        self.save(update_fields=["silenced_until", "silenced_by", "silence_reason"])
+
+    def unsilence(self):
+        self.silenced_until = None
+        self.save(update_fields=["silenced_until"])
+
 
 class EvaluationRun(models.Model):
     """One pass of `evaluate`: what it saw and how long it took."""
@@ -425,6 +461,7 @@ class EvaluationRun(models.Model):
     thresholds = models.PositiveIntegerField(default=0)
     statuses = models.JSONField(default=dict, blank=True)
     incidents_opened = models.PositiveIntegerField(default=0)
+    incidents_escalated = models.PositiveIntegerField(default=0)
     incidents_resolved = models.PositiveIntegerField(default=0)
 
     class Meta:

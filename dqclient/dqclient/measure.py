@@ -11,6 +11,8 @@ UNKNOWN = "UNKNOWN"
 # understand wins; Age comes last because it only tells "served from a cache" (Age > 0).
 CACHE_HEADERS = ("cf-cache-status", "x-cache", "x-cache-status", "age")
 CACHE_HEADERS_BYTES = frozenset(name.encode() for name in CACHE_HEADERS)
+# A length check first skips most headers without lowering them.
+_LONGEST_CACHE_HEADER = max(map(len, CACHE_HEADERS))
 
 _CACHE_WORDS = {
     "hit": "HIT",
@@ -73,7 +75,7 @@ def cache_status_from_asgi(headers: Iterable[tuple[bytes, bytes]] | None) -> str
         return UNKNOWN
     found = None
     for name, value in headers:
-        if len(name) <= 15 and name.lower() in CACHE_HEADERS_BYTES:  # len("cf-cache-status")
+        if len(name) <= _LONGEST_CACHE_HEADER and name.lower() in CACHE_HEADERS_BYTES:
             if found is None:
                 found = {}
             found.setdefault(name.lower().decode("latin-1"), value.decode("latin-1"))

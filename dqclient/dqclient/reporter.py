@@ -44,6 +44,11 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # resent without them (the registry rejects a batch as a whole).
 SALVAGE_STATUSES = frozenset({400, 403})
 MAX_SALVAGE_ROUNDS = 3
+# A route, signal or environment the registry refused is refused for every reading that
+# names it (the registry lists at most 100 errors per batch, so the indices alone are not
+# enough), and is dropped here for a while instead of costing a round trip per batch.
+# After REFUSAL_TTL it is tried again: the owner may have registered it meanwhile.
+REFUSAL_TTL = 600.0
 REGISTRY_MAX_BATCH = 1000
 
 _OK, _RETRY, _REJECT, _SALVAGE, _SPLIT = range(5)
@@ -353,17 +358,24 @@ class Reporter:
         """Build readings from queued entries until a batch is full; -1 means no budget."""
         queue, carry, readings = self._queue, self._carry, self._readings
         count = 0
+        refused = 0
         while queue and budget and len(carry) < self.batch_size:
             try:
                 entry = queue.popleft()
             except IndexError:
                 break
-            carry.extend(readings(entry))
+            built = readings(entry)
+            if self._refused:
+                kept = [reading for reading in built if not self._is_refused(reading)]
+                refused += len(built) - len(kept)
+                built = kept
+            carry.extend(built)
             count += 1
             budget -= 1
         if count:
             with self._lock:
                 self._expanded += count
+                self._rejected += refused
         return budget
 
     def _readings(self, entry: tuple) -> list[dict[str, Any]]:
@@ -497,16 +509,48 @@ class Reporter:
             return _SPLIT, None, None
         self._log_problem(status, problem)
         if status in SALVAGE_STATUSES:
-            bad = {
-                e["index"]
-                for e in problem.get("errors") or ()
-                if isinstance(e, dict)
-                and isinstance(e.get("index"), int)
-                and 0 <= e["index"] < len(batch)
-            }
+            bad = self._refused_indices(problem.get("errors"), batch)
             if bad and len(bad) < len(batch):
                 return _SALVAGE, None, bad
         return _REJECT, None, None
+
+    def _refused_indices(self, errors: Any, batch: list[dict[str, Any]]) -> set[int]:
+        """Indices of the readings the problem refuses, remembering refused names."""
+        bad: set[int] = set()
+        names: set[tuple] = set()
+        for error in errors if isinstance(errors, list) else ():
+            index = error.get("index") if isinstance(error, dict) else None
+            if not isinstance(index, int) or not 0 <= index < len(batch):
+                continue
+            bad.add(index)
+            name = _refusal_name(error.get("field"), batch[index])
+            if name is not None:
+                names.add(name)
+        if names:
+            until = self._clock() + REFUSAL_TTL
+            for name in names:
+                self._refused[name] = until
+            bad.update(i for i, reading in enumerate(batch) if self._is_refused(reading))
+            kept = [reading for reading in self._carry if not self._is_refused(reading)]
+            if len(kept) < len(self._carry):
+                with self._lock:
+                    self._rejected += len(self._carry) - len(kept)
+                self._carry = kept
+        return bad
+
+    def _is_refused(self, reading: dict[str, Any]) -> bool:
+        refused = self._refused
+        for name in (
+            ("route", reading["method"], reading["route"]),
+            ("signal", reading["signal"]),
+            ("environment", reading["environment"]),
+        ):
+            until = refused.get(name)
+            if until is not None:
+                if until > self._clock():
+                    return True
+                del refused[name]
+        return False
 
     def _log_problem(self, status: int, problem: dict) -> None:
         errors = problem.get("errors") or []
@@ -629,6 +673,7 @@ class Reporter:
         self._wake_at = max(1, self.batch_size // 3)
         self._waiters: list[threading.Event] = []
         self._logged: set[tuple] = set()
+        self._refused: dict[tuple, float] = {}
         self._thread: threading.Thread | None = None
         self._restart = False
         self._closing = False
@@ -673,6 +718,14 @@ def _after_fork_in_child() -> None:
 atexit.register(_close_all_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _refusal_name(field: Any, reading: dict[str, Any]) -> tuple | None:
+    if field in ("route", "method"):
+        return ("route", reading.get("method"), reading.get("route"))
+    if field in ("signal", "environment"):
+        return (field, reading.get(field))
+    return None
 
 
 def _reading_count(entry: tuple) -> int:

@@ -44,3 +44,17 @@ class OwnsRoute(permissions.BasePermission):
             return True
         route_id = obj.pk if isinstance(obj, Route) else obj.route_id
         return Route.objects.owned_by(request.user).filter(pk=route_id).exists()
+
+
+class RoutePermission(permissions.BasePermission):
+    """Owners of a route edit it; registering one is checked against the named service
+    (RouteViewSet); deleting a route, and with it its readings, is for superusers."""
+
+    message = "you may change only routes your team owns; only administrators delete routes"
+
+    def has_object_permission(self, request, view, obj):
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        if request.method == "DELETE":
+            return request.user.is_superuser
+        return Route.objects.owned_by(request.user).filter(pk=obj.pk).exists()

@@ -12,7 +12,7 @@ from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.signals import got_request_exception
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -188,6 +188,11 @@ def exception_handler(exc, context):
         logger.warning("database unavailable: %s", exc)
         data = body(503, "the database is unavailable; retry later", slug="database-unavailable")
         headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    elif isinstance(exc, DataError):
+        # A value the validation let through but the database cannot hold (e.g. an id
+        # past bigint in a filter): the input is at fault, not the server.
+        logger.warning("data error: %s", exc)
+        data = body(400, "a value is out of range for the database")
     elif isinstance(exc, IntegrityError):
         # A concurrent change won a race the validation could not see (e.g. a deleted route).
         logger.warning("integrity error: %s", exc)

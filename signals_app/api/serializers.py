@@ -1,6 +1,19 @@
+import math
+
 from rest_framework import serializers
 
-from signals_app.models import CacheStatus, Route
+from signals_app.models import (
+    Baseline,
+    CacheStatus,
+    Change,
+    Environment,
+    Owner,
+    RollbackNote,
+    Route,
+    Service,
+    Signal,
+    Threshold,
+)
 
 # ---- readings: these describe the contract in the schema; the hot path validates with
 # ingest.validate_items (see the measured figure there).
@@ -53,3 +66,199 @@ class ProblemSerializer(serializers.Serializer):
     detail = serializers.CharField()
     retryable = serializers.BooleanField(help_text="Whether the same request may be retried")
     errors = ProblemItemSerializer(many=True)
+
+
+# ---- the registry's resources (DESIGN.md field names). Only what a client may set is
+# writable; who did it (captured_by, rehearsed_by, created_by) comes from the request.
+
+
+def _finite(value):
+    if not math.isfinite(value):
+        raise serializers.ValidationError("must be a finite number")
+    return value
+
+
+class RouteSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
+    owner = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Owner.objects.all(),
+        required=False,
+        help_text="defaults to the service's owner",
+    )
+
+    class Meta:
+        model = Route
+        fields = [
+            "id",
+            "service",
+            "method",
+            "path",
+            "owner",
+            "expected_input",
+            "expected_result",
+            "user_impact",
+            "notes",
+        ]
+
+
+class SignalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Signal
+        fields = ["key", "name", "unit", "kind", "direction"]
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Environment
+        fields = ["slug", "name", "is_production"]
+
+
+class _RouteScoped(serializers.ModelSerializer):
+    route = serializers.PrimaryKeyRelatedField(queryset=Route.objects.all())
+    environment = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Environment.objects.all()
+    )
+
+
+class ThresholdSerializer(_RouteScoped):
+    signal = serializers.SlugRelatedField(slug_field="key", queryset=Signal.objects.all())
+    window_minutes = serializers.IntegerField(min_value=1, max_value=10080, default=15)
+    min_samples = serializers.IntegerField(min_value=1, max_value=1_000_000, default=20)
+    sustain_minutes = serializers.IntegerField(min_value=0, max_value=10080, default=0)
+    warn = serializers.FloatField(validators=[_finite])
+    critical = serializers.FloatField(validators=[_finite])
+
+    class Meta:
+        model = Threshold
+        fields = [
+            "id",
+            "route",
+            "signal",
+            "environment",
+            "statistic",
+            "cache_segment",
+            "window_minutes",
+            "warn",
+            "critical",
+            "min_samples",
+            "sustain_minutes",
+        ]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        instance = self.instance
+        signal = attrs.get("signal", instance and instance.signal)
+        warn = attrs.get("warn", instance and instance.warn)
+        critical = attrs.get("critical", instance and instance.critical)
+        if signal.direction == Signal.Direction.LOWER_IS_WORSE:
+            if critical > warn:
+                raise serializers.ValidationError(
+                    {"critical": f"{signal.key}: lower is worse, so critical must be <= warn"}
+                )
+        elif critical < warn:
+            raise serializers.ValidationError(
+                {"critical": f"{signal.key}: higher is worse, so critical must be >= warn"}
+            )
+        return attrs
+
+
+class BaselineSerializer(_RouteScoped):
+    signal = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    route = serializers.PrimaryKeyRelatedField(read_only=True)
+    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    captured_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Baseline
+        fields = [
+            "id",
+            "route",
+            "signal",
+            "environment",
+            "cache_segment",
+            "window_start",
+            "window_end",
+            "count",
+            "p50",
+            "p95",
+            "p99",
+            "mean",
+            "captured_by",
+            "note",
+            "active",
+        ]
+        # A baseline is a measurement (baselines/capture takes it); people annotate it
+        # or retire it, they do not type its numbers.
+        read_only_fields = [
+            "cache_segment",
+            "window_start",
+            "window_end",
+            "count",
+            "p50",
+            "p95",
+            "p99",
+            "mean",
+        ]
+
+
+class ChangeSerializer(_RouteScoped):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Change
+        fields = [
+            "id",
+            "route",
+            "environment",
+            "variable",
+            "summary",
+            "applied_at",
+            "release",
+            "cache_cleared",
+            "created_by",
+        ]
+
+
+class RollbackNoteSerializer(serializers.ModelSerializer):
+    route = serializers.PrimaryKeyRelatedField(queryset=Route.objects.all())
+    change = serializers.PrimaryKeyRelatedField(
+        queryset=Change.objects.all(), required=False, allow_null=True
+    )
+    owner = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Owner.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="defaults to the route's owner",
+    )
+    rehearsed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = RollbackNote
+        fields = [
+            "id",
+            "route",
+            "change",
+            "steps",
+            "command",
+            "owner",
+            "rehearsed_at",
+            "rehearsed_by",
+            "rehearsal_outcome",
+        ]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        instance = self.instance
+        route = attrs.get("route", instance and instance.route)
+        change = attrs.get("change", instance and instance.change)
+        if change is not None and change.route_id != route.pk:
+            raise serializers.ValidationError({"change": "the change is on another route"})
+        rehearsed_at = attrs.get("rehearsed_at", instance and instance.rehearsed_at)
+        outcome = attrs.get("rehearsal_outcome", instance and instance.rehearsal_outcome)
+        if bool(rehearsed_at) != bool(outcome):
+            raise serializers.ValidationError(
+                {"rehearsal_outcome": "give rehearsed_at and rehearsal_outcome together"}
+            )
+        return attrs

@@ -49,6 +49,9 @@ def test_headers_are_read_in_order_cf_then_x_cache_then_x_cache_status_then_age(
 
 def test_it_reads_asgi_and_wsgi_header_lists():
     assert cache_status_from_asgi([(b"content-type", b"text/html"), (b"x-cache", b"HIT")]) == "HIT"
+    assert cache_status_from_asgi([(b"cf-cache-status", b"DYNAMIC"), (b"age", b"9")]) == "DYNAMIC"
+    assert cache_status_from_asgi([(b"CF-Cache-Status", b"HIT")]) == "HIT"
+    assert cache_status_from_asgi([(b"x-cache-status", b"EXPIRED")]) == "EXPIRED"
     assert cache_status_from_asgi(None) == "UNKNOWN"
     assert cache_status_from_wsgi([("Content-Type", "text/html"), ("CF-Cache-Status", "MISS")]) == (
         "MISS"

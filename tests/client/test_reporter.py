@@ -385,3 +385,46 @@ def test_it_builds_readings_one_batch_at_a_time(make_reporter):
     assert len(unsent) == 6
     assert max(unsent) <= 2
     assert reporter.stats()["sent"] == 3000
+
+
+def unknown_route_problem(batch, route="/drafts/{slug}", shown=100):
+    """The registry's 400 for unregistered routes: it lists at most `shown` errors."""
+    errors = [
+        {"index": i, "field": "route", "message": f"no route GET {route}"}
+        for i, reading in enumerate(batch)
+        if reading["route"] == route
+    ]
+    return problem(400, title="Invalid readings", errors=errors[:shown])
+
+
+def test_it_drops_every_reading_of_a_refused_route_not_only_those_listed(make_reporter):
+    transport = FakeTransport(unknown_route_problem)
+    reporter = make_reporter(transport)
+    for _ in range(150):
+        reporter.record_request("GET", "/drafts/{slug}", 1.0, 0)
+        reporter.record_request("GET", "/posts/{slug}", 1.0, 0)
+
+    reporter.flush()
+
+    # 600 readings: the first batch of 500 is refused (100 of its 250 drafts listed), resent
+    # without any draft; the drafts left in the queue never leave the client.
+    assert [len(call["readings"]) for call in transport.calls] == [500, 250, 50]
+    assert {r["route"] for c in transport.calls[1:] for r in c["readings"]} == {"/posts/{slug}"}
+    stats = reporter.stats()
+    assert (stats["sent"], stats["rejected"]) == (300, 300)
+
+
+def test_a_refused_route_is_tried_again_later(make_reporter, clock):
+    transport = FakeTransport(unknown_route_problem)
+    reporter = make_reporter(transport)
+    reporter.record_request("GET", "/drafts/{slug}", 1.0, 0)
+    reporter.record_request("GET", "/posts/{slug}", 1.0, 0)
+    reporter.flush()
+    reporter.record_request("GET", "/drafts/{slug}", 1.0, 0)
+    reporter.flush()
+    assert len(transport.calls) == 2  # refused batch, its rest; the next draft stays here
+
+    clock.advance(601)  # meanwhile the owner registered the route
+    reporter.record_request("GET", "/drafts/{slug}", 1.0, 0)
+    reporter.flush()
+    assert [r["route"] for r in transport.calls[-1]["readings"]] == ["/drafts/{slug}"] * 2
