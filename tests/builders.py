@@ -94,3 +94,16 @@ def make_readings(
         for index, value in enumerate(values)
     ]
     return Reading.objects.bulk_create(readings)
+
+
+def give_role(user, role="Owners"):
+    """Put a user in a role group made by `setup_roles` (Owners or Reviewers)."""
+    import io
+
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    if not Group.objects.filter(name=role).exists():
+        call_command("setup_roles", stdout=io.StringIO())
+    user.groups.add(Group.objects.get(name=role))
+    return user
