@@ -40,3 +40,7 @@ format: venv
 
 test: lint
 	$(BIN)/python -m pytest
+
+# dqclient: the middleware's added latency (p50/p99) with a healthy and a stalled registry.
+bench-client: venv
+	$(BIN)/python bench/bench_client.py

@@ -81,6 +81,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /api/: 413 before the body is read, problem details for errors outside DRF views.
+    "signals_app.api.middleware.ApiProblemMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -173,10 +175,13 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
+    # Service keys first: its `Bearer` challenge makes a missing key a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "signals_app.api.authentication.ServiceKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
+    "EXCEPTION_HANDLER": "signals_app.api.problems.exception_handler",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
@@ -196,6 +201,15 @@ SPECTACULAR_SETTINGS = {
 
 # Registry behaviour.
 DQ_INGEST_RATE = _read("DQ_INGEST_RATE", env.str, "6000/min")
+try:
+    _count, _, _period = DQ_INGEST_RATE.partition("/")
+    if int(_count) < 1 or _period[:1] not in {"s", "m", "h", "d"}:
+        raise ValueError
+except ValueError:
+    raise ImproperlyConfigured(
+        "DQ_INGEST_RATE is malformed: expected requests per service key and period, "
+        f"e.g. 6000/min or 100/s (periods s, min, hour, day); received {DQ_INGEST_RATE!r}"
+    ) from None
 DQ_METRICS_TOKEN = _read("DQ_METRICS_TOKEN", env.str, "")
 DQ_CONTENT_MIN_SCORE = _read("DQ_CONTENT_MIN_SCORE", env.int, 70)
 DQ_REHEARSAL_MAX_AGE_DAYS = _read("DQ_REHEARSAL_MAX_AGE_DAYS", env.int, 90)

@@ -19,13 +19,15 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from . import charts
+from . import charts, evaluation
 from .models import (
     Baseline,
     Change,
@@ -182,38 +184,20 @@ class EstimatedCountPaginator(Paginator):
 
 # --- route page pieces --------------------------------------------------------
 
-STATUS_ORDER = {
-    Status.CRITICAL: 4,
-    Status.WARN: 3,
-    Status.PENDING: 2,
-    Status.NO_DATA: 1,
-    Status.OK: 0,
-}
 
-
-def worst_status(statuses):
-    statuses = list(statuses)
-    if not statuses:
-        return Status.NO_DATA
-    return max(statuses, key=lambda status: STATUS_ORDER.get(status, 0))
-
-
-def threshold_status_rows(thresholds):
-    """The last stored evaluation of each threshold (ThresholdState)."""
+def threshold_status_rows(route, thresholds):
+    """Current status per threshold, evaluated on demand (evaluation.route_status)."""
+    status = evaluation.route_status(route)
+    by_id = {threshold.pk: threshold for threshold in thresholds}
     rows = []
-    for threshold in thresholds:
-        state = getattr(threshold, "state", None)
+    for entry in status["thresholds"]:
+        threshold = by_id.get(entry["threshold"])
+        if threshold is None:  # added between the two reads
+            continue
         rows.append(
-            {
-                "threshold": threshold,
-                "status": state.status if state else Status.NO_DATA,
-                "status_label": Status(state.status).label if state else Status.NO_DATA.label,
-                "value": state.value if state else None,
-                "samples": state.samples if state else 0,
-                "evaluated_at": state.evaluated_at if state else None,
-            }
+            {**entry, "threshold": threshold, "status_label": Status(entry["status"]).label}
         )
-    return rows
+    return status, rows
 
 
 def change_verdict_rows(changes):
@@ -222,9 +206,7 @@ def change_verdict_rows(changes):
 
 
 def status_badge(status):
-    return format_html(
-        '<span class="dq-badge dq-{}">{}</span>', status, Status(status).label if status else "–"
-    )
+    return format_html('<span class="dq-badge dq-{}">{}</span>', status, Status(status).label)
 
 
 # --- forms --------------------------------------------------------------------
@@ -310,6 +292,27 @@ class ServiceAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     search_fields = ["slug", "name"]
     inlines = [ServiceKeyInline]
+    actions = ["issue_key"]
+
+    @admin.action(description="Issue an API key (shown once)", permissions=["add_key"])
+    def issue_key(self, request, queryset):
+        # Rendered straight into the response, never into messages: the message store
+        # may be a cookie, and the secret must exist only on this page.
+        issued = [
+            (service, ServiceKey.issue(service, name="admin", created_by=request.user)[1])
+            for service in queryset
+        ]
+        response = TemplateResponse(
+            request,
+            "admin/signals_app/service/issued_keys.html",
+            {**self.admin_site.each_context(request), "issued": issued, "opts": self.model._meta},
+        )
+        add_never_cache_headers(response)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def has_add_key_permission(self, request):
+        return request.user.has_perm("signals_app.add_servicekey")
 
 
 @admin.register(ServiceKey)
@@ -533,7 +536,7 @@ class RouteAdmin(admin.ModelAdmin):
 
     def route_page_context(self, request, route):
         thresholds = list(
-            route.thresholds.select_related("signal", "environment", "state").order_by(
+            route.thresholds.select_related("signal", "environment").order_by(
                 "signal__key", "environment__slug", "statistic", "cache_segment"
             )
         )
@@ -542,13 +545,13 @@ class RouteAdmin(admin.ModelAdmin):
                 "signal", "environment", "captured_by"
             )
         )
-        statuses = threshold_status_rows(thresholds)
-        route_status = worst_status(row["status"] for row in statuses)
+        status, rows = threshold_status_rows(route, thresholds)
         return {
             "route": route,
-            "route_status": route_status,
-            "route_status_label": Status(route_status).label,
-            "status_rows": statuses,
+            "route_status": status["status"],
+            "route_status_label": Status(status["status"]).label,
+            "evaluated_at": status["evaluated_at"],
+            "status_rows": rows,
             "charts": charts.route_charts(route, thresholds, baselines),
             "baselines": baselines,
             "open_incidents": list(
@@ -587,7 +590,7 @@ class RouteAdmin(admin.ModelAdmin):
             return refused
         incident = get_object_or_404(Incident, pk=incident_id, route=route)
         if action == "acknowledge":
-            acknowledge_incident(incident, request.user, request.POST.get("note", "").strip())
+            incident.acknowledge(request.user, request.POST.get("note", "").strip())
             messages.success(request, f"Acknowledged: {incident}.")
         elif action == "silence":
             reason = request.POST.get("reason", "").strip()
@@ -603,7 +606,7 @@ class RouteAdmin(admin.ModelAdmin):
                 )
             else:
                 until = timezone.now() + timedelta(hours=hours)
-                silence_incident(incident, request.user, until, reason)
+                incident.silence(request.user, until, reason)
                 messages.success(request, f"Silenced until {until:%Y-%m-%d %H:%M} UTC.")
         else:
             messages.error(request, f"Unknown incident action {action!r}.")
@@ -623,20 +626,6 @@ class RouteAdmin(admin.ModelAdmin):
         return self._back(route)
 
 
-def acknowledge_incident(incident, user, note):
-    incident.acknowledged_at = timezone.now()
-    incident.acknowledged_by = user
-    incident.acknowledgement_note = note
-    incident.save(update_fields=["acknowledged_at", "acknowledged_by", "acknowledgement_note"])
-
-
-def silence_incident(incident, user, until, reason):
-    incident.silenced_until = until
-    incident.silenced_by = user
-    incident.silence_reason = reason
-    incident.save(update_fields=["silenced_until", "silenced_by", "silence_reason"])
-
-
 # --- curated by owners --------------------------------------------------------
 
 
@@ -654,9 +643,20 @@ class ThresholdAdmin(RouteOwnedAdmin, AuditedAdmin):
         "critical",
     ]
     list_filter = ["environment", "signal", "statistic", "cache_segment"]
-    list_select_related = ["route__service", "signal", "environment"]
+    list_select_related = ["route__service", "signal", "environment", "state"]
     search_fields = ["route__path", "route__service__slug", "signal__key"]
     autocomplete_fields = ["route"]
+
+    class Media:
+        css = {"all": ["signals_app/dq.css"]}
+
+    def get_list_display(self, request):
+        return [*self.list_display, "last_status"]
+
+    @admin.display(description="last status")
+    def last_status(self, threshold):
+        state = getattr(threshold, "state", None)
+        return status_badge(state.status if state else Status.NO_DATA)
 
 
 @admin.register(Baseline)
@@ -869,9 +869,10 @@ class IncidentAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     def save_model(self, request, obj, form, change):
+        # Who acknowledged or silenced is the person saving, never a typed-in name.
         if "acknowledgement_note" in form.changed_data and obj.acknowledged_at is None:
             obj.acknowledged_at, obj.acknowledged_by = timezone.now(), request.user
-        if "silenced_until" in form.changed_data or "silence_reason" in form.changed_data:
+        if {"silenced_until", "silence_reason"} & set(form.changed_data):
             obj.silenced_by = request.user
         super().save_model(request, obj, form, change)
 
@@ -879,7 +880,7 @@ class IncidentAdmin(admin.ModelAdmin):
     def acknowledge(self, request, queryset):
         incidents = [i for i in queryset if self.has_change_permission(request, i)]
         for incident in incidents:
-            acknowledge_incident(incident, request.user, incident.acknowledgement_note)
+            incident.acknowledge(request.user, incident.acknowledgement_note)
         self.message_user(request, f"Acknowledged {len(incidents)} incident(s).")
 
 

@@ -89,6 +89,41 @@ class ServiceKey(models.Model):
     def matches(self, secret):
         return secrets.compare_digest(self.secret_hash, self.hash_secret(secret))
 
+    @classmethod
+    def authenticate(cls, raw_key):
+        """The active key for a `dq_<prefix>.<secret>` string, or (None, why it was refused).
+
+        One query by prefix (unique index); the secret is compared in constant time, and an
+        unknown prefix still costs one hash so timing does not tell prefixes apart.
+        """
+        prefix, _, secret = raw_key.removeprefix("dq_").partition(".")
+        key = None
+        if raw_key.startswith("dq_") and prefix and secret and len(prefix) <= 32:
+            key = cls.objects.select_related("service").filter(prefix=prefix).first()
+        if key is None or not key.matches(secret):
+            cls.hash_secret(secret)
+            return None, "the API key is unknown"
+        if key.revoked_at is not None:
+            return None, "the API key was revoked"
+        if key.expires_at is not None and key.expires_at <= timezone.now():
+            return None, "the API key has expired"
+        return key, ""
+
+    def touch(self, now=None):
+        """Record use at most once a minute per key, whatever the number of workers.
+
+        The UPDATE is conditional, so concurrent requests write the row once; a request
+        whose loaded key was used less than a minute ago issues no query at all.
+        """
+        now = now or timezone.now()
+        cutoff = now - timedelta(minutes=1)
+        if self.last_used_at is not None and self.last_used_at > cutoff:
+            return
+        ServiceKey.objects.filter(pk=self.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=cutoff)
+        ).update(last_used_at=now)
+        self.last_used_at = now
+
     @property
     def is_active(self):
         if self.revoked_at is not None:
@@ -344,6 +379,8 @@ class ThresholdState(models.Model):
     samples = models.PositiveIntegerField(default=0)
     breach_level = models.CharField(max_length=8, choices=Status.choices, blank=True)
     breach_started_at = models.DateTimeField(null=True, blank=True)
+    # A breach at warn may turn critical later: critical must last sustain_minutes on its own.
+    critical_started_at = models.DateTimeField(null=True, blank=True)
     evaluated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
@@ -353,6 +390,19 @@ class ThresholdState(models.Model):
 class IncidentQuerySet(models.QuerySet):
     def open(self):
         return self.filter(resolved_at__isnull=True)
+
+    def paging(self, now=None):
+        """Open incidents someone should look at: not silenced, and not acknowledged
+        unless they escalated after the acknowledgement."""
+        now = now or timezone.now()
+        return (
+            self.open()
+            .filter(Q(silenced_until__isnull=True) | Q(silenced_until__lte=now))
+            .filter(
+                Q(acknowledged_at__isnull=True)
+                | Q(escalated_at__isnull=False, escalated_at__gt=F("acknowledged_at"))
+            )
+        )
 
 
 class Incident(models.Model):
@@ -365,6 +415,9 @@ class Incident(models.Model):
     )
     peak_value = models.FloatField()
     opened_at = models.DateTimeField(default=timezone.now)
+    escalated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When warn became critical."
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
@@ -402,6 +455,24 @@ class Incident(models.Model):
     def is_silenced(self):
         return self.silenced_until is not None and self.silenced_until > timezone.now()
 
+    def acknowledge(self, user, note="", *, now=None):
+        """Record who looked at the incident; it stays open until the signal recovers."""
+        self.acknowledged_at = now or timezone.now()
+        self.acknowledged_by = user
+        self.acknowledgement_note = note
+        self.save(update_fields=["acknowledged_at", "acknowledged_by", "acknowledgement_note"])
+
+    def silence(self, user, until, reason=""):
+        """Silence until `until`; the silence expires by itself (see `is_silenced`)."""
+        self.silenced_until = until
+        self.silenced_by = user
+        self.silence_reason = reason
+        self.save(update_fields=["silenced_until", "silenced_by", "silence_reason"])
+
+    def unsilence(self):
+        self.silenced_until = None
+        self.save(update_fields=["silenced_until"])
+
 
 class EvaluationRun(models.Model):
     """One pass of `evaluate`: what it saw and how long it took."""
@@ -412,6 +483,7 @@ class EvaluationRun(models.Model):
     thresholds = models.PositiveIntegerField(default=0)
     statuses = models.JSONField(default=dict, blank=True)
     incidents_opened = models.PositiveIntegerField(default=0)
+    incidents_escalated = models.PositiveIntegerField(default=0)
     incidents_resolved = models.PositiveIntegerField(default=0)
 
     class Meta:

@@ -107,3 +107,11 @@ def give_role(user, role="Owners"):
         call_command("setup_roles", stdout=io.StringIO())
     user.groups.add(Group.objects.get(name=role))
     return user
+
+
+def make_key(service, **fields):
+    """Issue a service key and return the full `dq_<prefix>.<secret>` string."""
+    from signals_app.models import ServiceKey
+
+    _key, raw = ServiceKey.issue(service, **fields)
+    return raw

@@ -3,6 +3,12 @@ import pytest
 from tests.builders import make_owner, make_service, make_user
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The default hasher spends ~0.5 s per user on purpose; tests make many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def alice(db):
     """alice owns the blog service."""

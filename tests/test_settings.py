@@ -51,3 +51,10 @@ def test_deploy_check_prints_no_warnings_with_production_variables():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARNINGS" not in result.stderr + result.stdout
+
+
+def test_malformed_ingest_rate_names_itself_and_the_expected_form():
+    result = manage("check", DQ_INGEST_RATE="lots")
+    assert result.returncode != 0
+    assert "DQ_INGEST_RATE is malformed" in result.stderr
+    assert "6000/min" in result.stderr

@@ -1,7 +1,23 @@
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
+
+from . import views
 
 # DESIGN.md: API paths are written without a trailing slash; the same path with one
 # works too (never a redirect that drops a POST body).
-router = SimpleRouter(trailing_slash="/?")
+# (SimpleRouter's argument is a flag that means "/", so the pattern is set afterwards.)
+router = SimpleRouter()
+router.trailing_slash = "/?"
+router.register("routes", views.RouteViewSet, basename="route")
+router.register("signals", views.SignalViewSet, basename="signal")
+router.register("environments", views.EnvironmentViewSet, basename="environment")
+router.register("thresholds", views.ThresholdViewSet, basename="threshold")
+router.register("baselines", views.BaselineViewSet, basename="baseline")
+router.register("changes", views.ChangeViewSet, basename="change")
+router.register("rollback-notes", views.RollbackNoteViewSet, basename="rollback-note")
 
-urlpatterns = [*router.urls]
+urlpatterns = [
+    re_path(r"^readings/?$", views.ReadingsView.as_view(), name="readings"),
+    # Other views (evaluation, content) go here, before the router.
+    *router.urls,
+]

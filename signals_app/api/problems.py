@@ -1,0 +1,211 @@
+"""RFC 9457 problem details: the one shape of every API error.
+
+`{"type", "title", "status", "detail", "retryable", "errors": [{"index", "field",
+"message", "expected", "received"}]}` with `Content-Type: application/problem+json`.
+DRF views get it through `exception_handler`; what happens outside a DRF view under
+/api/ (unknown paths, uncaught errors) gets it through `ApiProblemMiddleware`.
+"""
+
+import logging
+import math
+from http import HTTPStatus
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.signals import got_request_exception
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:dq-registry:problem:"
+# Clients retry only what says so (DESIGN.md): rate limits and an unavailable database.
+RETRYABLE_STATUSES = {429, 503}
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+_TYPES = {
+    400: "invalid-request",
+    401: "not-authenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "unprocessable",
+    429: "rate-limited",
+    500: "server-error",
+    503: "unavailable",
+}
+
+
+class ProblemResponse(Response):
+    """Always JSON, whatever renderer the request negotiated (even the browsable API)."""
+
+    @property
+    def rendered_content(self):
+        self.accepted_renderer = JSONRenderer()
+        self.accepted_media_type = CONTENT_TYPE
+        return super().rendered_content
+
+
+def problem_type(status, slug=None):
+    return TYPE_PREFIX + (slug or _TYPES.get(status, str(status)))
+
+
+class Problem(exceptions.APIException):
+    """An API error with an explicit type, title and per-item errors."""
+
+    def __init__(
+        self,
+        status,
+        detail,
+        *,
+        slug=None,
+        title=None,
+        errors=(),
+        retryable=None,
+        headers=None,
+    ):
+        self.status_code = status
+        self.detail = detail
+        self.slug = slug
+        self.title = title or HTTPStatus(status).phrase
+        self.errors = list(errors)
+        self.retryable = status in RETRYABLE_STATUSES if retryable is None else retryable
+        self.headers = headers or {}
+        super().__init__(detail)
+
+
+def item_error(field, message, *, index=None, expected=None, received=None):
+    return {
+        "index": index,
+        "field": field,
+        "message": message,
+        "expected": expected,
+        "received": received,
+    }
+
+
+def body(status, detail, *, slug=None, title=None, errors=(), retryable=None):
+    return {
+        "type": problem_type(status, slug),
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "retryable": status in RETRYABLE_STATUSES if retryable is None else retryable,
+        "errors": list(errors),
+    }
+
+
+def json_response(status, detail, *, headers=None, **fields):
+    """A problem response built outside DRF (middleware, Django error handlers)."""
+    response = JsonResponse(
+        body(status, detail, **fields), status=status, content_type=CONTENT_TYPE
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _flatten(detail, data, field=None, index=None):
+    """DRF ValidationError detail (nested dicts/lists) -> flat `errors` items."""
+    if isinstance(detail, dict):
+        for name, sub in detail.items():
+            sub_field = name if name != "non_field_errors" else None
+            if field:
+                sub_field = f"{field}.{name}" if sub_field else field
+            sub_data = data.get(name) if isinstance(data, dict) else None
+            yield from _flatten(sub, sub_data, sub_field, index)
+    elif isinstance(detail, list):
+        if detail and all(isinstance(d, (dict, list)) for d in detail):
+            # many=True: one entry per item
+            for position, sub in enumerate(detail):
+                sub_data = (
+                    data[position] if isinstance(data, list) and position < len(data) else None
+                )
+                yield from _flatten(sub, sub_data, field, position)
+        else:
+            for message in detail:
+                yield from _flatten(message, data, field, index)
+    else:
+        received = data if isinstance(data, (str, int, float, bool)) or data is None else None
+        if isinstance(received, str) and len(received) > 200:
+            received = received[:200] + "…"
+        if isinstance(received, float) and not math.isfinite(received):
+            received = str(received)
+        yield item_error(field, str(detail), index=index, received=received)
+
+
+def _request_data(context):
+    request = context.get("request")
+    try:
+        return request.data if request is not None else None
+    except Exception:  # the body itself may be what failed
+        return None
+
+
+def exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every exception of an API view becomes a problem."""
+    headers = {}
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, Problem):
+        data = body(
+            exc.status_code,
+            exc.detail,
+            slug=exc.slug,
+            title=exc.title,
+            errors=exc.errors,
+            retryable=exc.retryable,
+        )
+        headers.update(exc.headers)
+    elif isinstance(exc, exceptions.APIException):
+        status = exc.status_code
+        errors = []
+        if isinstance(exc, exceptions.ValidationError):
+            errors = list(_flatten(exc.detail, _request_data(context)))
+            detail = "; ".join(
+                f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors[:5]
+            )
+            detail = detail or "the request is invalid"
+        else:
+            detail = str(exc.detail)
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if isinstance(exc, exceptions.Throttled):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait or 1)))
+        data = body(status, detail, errors=errors)
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        logger.warning("database unavailable: %s", exc)
+        data = body(503, "the database is unavailable; retry later", slug="database-unavailable")
+        headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    elif isinstance(exc, DataError):
+        # A value the validation let through but the database cannot hold (e.g. an id
+        # past bigint in a filter): the input is at fault, not the server.
+        logger.warning("data error: %s", exc)
+        data = body(400, "a value is out of range for the database")
+    elif isinstance(exc, IntegrityError):
+        # A concurrent change won a race the validation could not see (e.g. a deleted route).
+        logger.warning("integrity error: %s", exc)
+        data = body(409, "a concurrent change conflicts with this request; read and retry")
+    else:
+        if isinstance(exc, DatabaseError):
+            logger.error("database error", exc_info=exc)
+        else:
+            logger.error("unexpected error in an API view", exc_info=exc)
+        request = context.get("request")
+        # As Django does for a 500, so the test client re-raises what went wrong.
+        got_request_exception.send(sender=None, request=getattr(request, "_request", request))
+        data = body(500, "an unexpected error occurred; it has been logged")
+
+    set_rollback()
+    return ProblemResponse(data, status=data["status"], headers=headers, content_type=CONTENT_TYPE)

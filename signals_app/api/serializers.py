@@ -1,0 +1,264 @@
+import math
+
+from rest_framework import serializers
+
+from signals_app.models import (
+    Baseline,
+    CacheStatus,
+    Change,
+    Environment,
+    Owner,
+    RollbackNote,
+    Route,
+    Service,
+    Signal,
+    Threshold,
+)
+
+# ---- readings: these describe the contract in the schema; the hot path validates with
+# ingest.validate_items (see the measured figure there).
+
+
+class ReadingInSerializer(serializers.Serializer):
+    method = serializers.ChoiceField(choices=Route.Method.choices, default="GET")
+    route = serializers.CharField(max_length=500, help_text="Path template, e.g. /posts/{slug}")
+    signal = serializers.CharField(help_text="A signal key, e.g. response_time_ms")
+    value = serializers.FloatField(
+        help_text="Finite; durations and counts >= 0, ratios within [0, 1], scores [0, 100]"
+    )
+    environment = serializers.CharField(default="production")
+    observed_at = serializers.DateTimeField(
+        required=False, help_text="At most 5 minutes in the future; defaults to the time received"
+    )
+    cache_status = serializers.ChoiceField(
+        choices=CacheStatus.choices, default="UNKNOWN", help_text="Any case"
+    )
+    release = serializers.CharField(max_length=100, required=False)
+    idempotency_key = serializers.CharField(
+        max_length=255, required=False, help_text="Per service; a key stored before is a duplicate"
+    )
+
+
+class ReadingsBatchSerializer(serializers.Serializer):
+    readings = ReadingInSerializer(many=True, min_length=1, max_length=1000)
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="Readings stored by this request")
+    duplicates = serializers.IntegerField(help_text="Readings whose idempotency key was stored")
+
+
+# ---- problem details (RFC 9457), for the schema
+
+
+class ProblemItemSerializer(serializers.Serializer):
+    index = serializers.IntegerField(allow_null=True, help_text="Position in the batch")
+    field = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+    expected = serializers.JSONField(allow_null=True)
+    received = serializers.JSONField(allow_null=True)
+
+
+class ProblemSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    retryable = serializers.BooleanField(help_text="Whether the same request may be retried")
+    errors = ProblemItemSerializer(many=True)
+
+
+# ---- the registry's resources (DESIGN.md field names). Only what a client may set is
+# writable; who did it (captured_by, rehearsed_by, created_by) comes from the request.
+
+
+def _finite(value):
+    if not math.isfinite(value):
+        raise serializers.ValidationError("must be a finite number")
+    return value
+
+
+class RouteSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
+    owner = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Owner.objects.all(),
+        required=False,
+        help_text="defaults to the service's owner",
+    )
+
+    class Meta:
+        model = Route
+        fields = [
+            "id",
+            "service",
+            "method",
+            "path",
+            "owner",
+            "expected_input",
+            "expected_result",
+            "user_impact",
+            "notes",
+        ]
+
+
+class SignalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Signal
+        fields = ["key", "name", "unit", "kind", "direction"]
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Environment
+        fields = ["slug", "name", "is_production"]
+
+
+class _RouteScoped(serializers.ModelSerializer):
+    route = serializers.PrimaryKeyRelatedField(queryset=Route.objects.all())
+    environment = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Environment.objects.all()
+    )
+
+
+class ThresholdSerializer(_RouteScoped):
+    signal = serializers.SlugRelatedField(slug_field="key", queryset=Signal.objects.all())
+    window_minutes = serializers.IntegerField(min_value=1, max_value=10080, default=15)
+    min_samples = serializers.IntegerField(min_value=1, max_value=1_000_000, default=20)
+    sustain_minutes = serializers.IntegerField(min_value=0, max_value=10080, default=0)
+    warn = serializers.FloatField(validators=[_finite])
+    critical = serializers.FloatField(validators=[_finite])
+
+    class Meta:
+        model = Threshold
+        fields = [
+            "id",
+            "route",
+            "signal",
+            "environment",
+            "statistic",
+            "cache_segment",
+            "window_minutes",
+            "warn",
+            "critical",
+            "min_samples",
+            "sustain_minutes",
+        ]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        instance = self.instance
+        signal = attrs.get("signal", instance and instance.signal)
+        warn = attrs.get("warn", instance and instance.warn)
+        critical = attrs.get("critical", instance and instance.critical)
+        if signal.direction == Signal.Direction.LOWER_IS_WORSE:
+            if critical > warn:
+                raise serializers.ValidationError(
+                    {"critical": f"{signal.key}: lower is worse, so critical must be <= warn"}
+                )
+        elif critical < warn:
+            raise serializers.ValidationError(
+                {"critical": f"{signal.key}: higher is worse, so critical must be >= warn"}
+            )
+        return attrs
+
+
+class BaselineSerializer(_RouteScoped):
+    signal = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    route = serializers.PrimaryKeyRelatedField(read_only=True)
+    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    captured_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Baseline
+        fields = [
+            "id",
+            "route",
+            "signal",
+            "environment",
+            "cache_segment",
+            "window_start",
+            "window_end",
+            "count",
+            "p50",
+            "p95",
+            "p99",
+            "mean",
+            "captured_by",
+            "note",
+            "active",
+        ]
+        # A baseline is a measurement (baselines/capture takes it); people annotate it
+        # or retire it, they do not type its numbers.
+        read_only_fields = [
+            "cache_segment",
+            "window_start",
+            "window_end",
+            "count",
+            "p50",
+            "p95",
+            "p99",
+            "mean",
+        ]
+
+
+class ChangeSerializer(_RouteScoped):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Change
+        fields = [
+            "id",
+            "route",
+            "environment",
+            "variable",
+            "summary",
+            "applied_at",
+            "release",
+            "cache_cleared",
+            "created_by",
+        ]
+
+
+class RollbackNoteSerializer(serializers.ModelSerializer):
+    route = serializers.PrimaryKeyRelatedField(queryset=Route.objects.all())
+    change = serializers.PrimaryKeyRelatedField(
+        queryset=Change.objects.all(), required=False, allow_null=True
+    )
+    owner = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Owner.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="defaults to the route's owner",
+    )
+    rehearsed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = RollbackNote
+        fields = [
+            "id",
+            "route",
+            "change",
+            "steps",
+            "command",
+            "owner",
+            "rehearsed_at",
+            "rehearsed_by",
+            "rehearsal_outcome",
+        ]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        instance = self.instance
+        route = attrs.get("route", instance and instance.route)
+        change = attrs.get("change", instance and instance.change)
+        if change is not None and change.route_id != route.pk:
+            raise serializers.ValidationError({"change": "the change is on another route"})
+        rehearsed_at = attrs.get("rehearsed_at", instance and instance.rehearsed_at)
+        outcome = attrs.get("rehearsal_outcome", instance and instance.rehearsal_outcome)
+        if bool(rehearsed_at) != bool(outcome):
+            raise serializers.ValidationError(
+                {"rehearsal_outcome": "give rehearsed_at and rehearsal_outcome together"}
+            )
+        return attrs

@@ -1,0 +1,68 @@
+import signal as process_signals
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, close_old_connections, connection
+
+from signals_app.evaluation import run_evaluation, summary_line
+
+
+class Command(BaseCommand):
+    help = (
+        "Evaluate every threshold once: store statuses, open/escalate/resolve incidents and "
+        "print a one-line summary. With --loop SECONDS, repeat every SECONDS (Procfile clock)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--loop",
+            type=float,
+            metavar="SECONDS",
+            help="Run again every SECONDS until stopped (SIGTERM/SIGINT end it between runs).",
+        )
+        parser.add_argument(
+            "--max-runs", type=int, help="With --loop, stop after this many runs (for tests)."
+        )
+
+    def handle(self, *args, loop=None, max_runs=None, **options):
+        if loop is None:
+            try:
+                run = run_evaluation()
+            except DatabaseError as exc:
+                raise CommandError(f"evaluation failed: {exc}") from exc
+            self.stdout.write(summary_line(run))
+            return
+        if loop <= 0:
+            raise CommandError("--loop expects a positive number of seconds, e.g. --loop 60")
+
+        stopping = []
+        previous = {
+            signum: process_signals.signal(signum, lambda *_: stopping.append(True))
+            for signum in (process_signals.SIGTERM, process_signals.SIGINT)
+        }
+        try:
+            self._loop(loop, max_runs, stopping)
+        finally:
+            for signum, handler in previous.items():
+                process_signals.signal(signum, handler)
+
+    def _loop(self, seconds, max_runs, stopping):
+        runs = 0
+        while not stopping:
+            started = time.monotonic()
+            # A long-lived loop must not keep a connection the database has dropped
+            # (inside a test's transaction there is nothing to renew).
+            if not connection.in_atomic_block:
+                close_old_connections()
+            try:
+                self.stdout.write(summary_line(run_evaluation()))
+            except DatabaseError as exc:
+                # Safe to run again: the next pass starts from the stored states.
+                self.stderr.write(f"evaluation failed, retrying in {seconds:g}s: {exc}")
+            self.stdout.flush()
+            runs += 1
+            if max_runs is not None and runs >= max_runs:
+                return
+            deadline = started + seconds
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,91 @@
+"""/api/v1/changes: owners record one changed variable on their routes."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from signals_app.models import Change
+from tests.api import bearer, call
+from tests.builders import environment, make_key, make_route
+
+URL = "/api/v1/changes"
+
+
+@pytest.fixture
+def blog_route(blog):
+    return make_route(blog, "/posts/{slug}")
+
+
+def payload(route_obj, **fields):
+    values = {
+        "route": route_obj.pk,
+        "environment": "production",
+        "variable": "CDN TTL 60 -> 300 s",
+        "summary": "longer edge cache for posts",
+        "applied_at": "2026-11-20T10:00:00Z",
+        "release": "1.8.0",
+        "cache_cleared": "edge",
+    }
+    values.update(fields)
+    return values
+
+
+@pytest.mark.django_db
+def test_an_owner_records_a_change_and_is_recorded_as_its_author(client, alice, blog_route):
+    client.force_login(alice)
+    body = call(
+        client, "POST", URL, payload(blog_route, created_by="bob"), expect_status=201
+    ).json()
+    change = Change.objects.get()
+    assert change.created_by.username == "alice"
+    assert body["created_by"] == "alice"
+    assert change.applied_at == datetime(2026, 11, 20, 10, tzinfo=UTC)
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_record_a_change_on_a_route_they_do_not_own(client, mallory, blog_route):
+    client.force_login(mallory)
+    call(client, "POST", URL, payload(blog_route), expect_status=403)
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_edit_a_change(client, mallory, blog_route):
+    change = Change.objects.create(
+        route=blog_route, environment=environment(), variable="x", applied_at=datetime.now(UTC)
+    )
+    client.force_login(mallory)
+    call(client, "PATCH", f"{URL}/{change.pk}", {"summary": "y"}, expect_status=403)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value"), [("applied_at", "soon"), ("variable", ""), ("environment", "qa")]
+)
+def test_it_rejects_bad_values(client, alice, blog_route, field, value):
+    client.force_login(alice)
+    call(client, "POST", URL, payload(blog_route, **{field: value}), expect_status=400,
+         expect_field=field)  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_people_list_changes_filtered_by_time(
+    client, mallory, blog_route, django_assert_num_queries
+):
+    for day in (1, 10, 20):
+        Change.objects.create(
+            route=blog_route,
+            environment=environment(),
+            variable=f"day {day}",
+            applied_at=datetime(2026, 11, day, tzinfo=UTC),
+        )
+    client.force_login(mallory)
+    # session, user, changes with environment and author
+    with django_assert_num_queries(3):
+        assert len(call(client, "GET", URL).json()["results"]) == 3
+    since = call(client, "GET", URL + "?applied_after=2026-11-05T00:00:00Z").json()["results"]
+    assert {c["variable"] for c in since} == {"day 10", "day 20"}
+
+
+@pytest.mark.django_db
+def test_a_service_key_cannot_record_changes(client, blog, blog_route):
+    call(client, "POST", URL, payload(blog_route), expect_status=403, **bearer(make_key(blog)))

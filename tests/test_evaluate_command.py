@@ -1,0 +1,52 @@
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from signals_app.models import EvaluationRun, Incident
+from tests.builders import make_readings, make_route, make_threshold
+
+
+def evaluate(*args):
+    out = StringIO()
+    call_command("evaluate", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_one_pass_prints_a_one_line_summary(blog):
+    route = make_route(blog)
+    make_threshold(route, statistic="max", min_samples=1)
+    make_threshold(route, statistic="p50", min_samples=50)
+    make_readings(route, [900.0, 100.0], start=timezone.now())
+    output = evaluate()
+    assert output.count("\n") == 1
+    assert output.startswith("evaluated 2 thresholds in ")
+    assert "ok=0 no_data=1 pending=0 warn=0 critical=1;" in output
+    assert output.rstrip().endswith("incidents opened=1 escalated=0 resolved=0")
+    assert Incident.objects.count() == 1
+    assert EvaluationRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_running_it_again_opens_nothing_new(blog):
+    route = make_route(blog)
+    make_threshold(route, statistic="max", min_samples=1)
+    make_readings(route, [900.0], start=timezone.now())
+    evaluate()
+    assert "incidents opened=0 escalated=0 resolved=0" in evaluate()
+    assert Incident.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_loop_prints_one_line_per_run():
+    output = evaluate("--loop", "0.01", "--max-runs", "3")
+    assert output.count("evaluated 0 thresholds") == 3
+    assert EvaluationRun.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_loop_needs_a_positive_interval():
+    with pytest.raises(CommandError, match="positive number of seconds"):
+        evaluate("--loop", "0")

@@ -1,0 +1,191 @@
+"""Incidents: opened by a counted breach, escalated in place, acknowledged, silenced, resolved."""
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from signals_app import evaluation
+from signals_app.evaluation import run_evaluation
+from signals_app.models import EvaluationRun, Incident, ThresholdState
+from tests.builders import make_readings, make_route, make_threshold
+
+NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+
+
+def minutes(n):
+    return NOW + timedelta(minutes=n)
+
+
+@pytest.fixture
+def threshold(blog):
+    # max over 1 minute, so each minute's reading alone decides the level
+    return make_threshold(
+        make_route(blog), statistic="max", window_minutes=1, min_samples=1, warn=300, critical=800
+    )
+
+
+def reading_then_evaluate(threshold, value, at):
+    make_readings(threshold.route, [value], start=at)
+    return run_evaluation(now=at)
+
+
+@pytest.mark.django_db
+def test_a_counted_breach_opens_one_incident(threshold):
+    run = reading_then_evaluate(threshold, 500.0, NOW)
+    incident = Incident.objects.get()
+    assert (incident.level, incident.peak_value, incident.opened_at) == ("warn", 500.0, NOW)
+    assert incident.route == threshold.route
+    assert incident.resolved_at is None
+    assert (run.incidents_opened, run.incidents_resolved) == (1, 0)
+
+
+@pytest.mark.django_db
+def test_a_pending_breach_opens_nothing(threshold):
+    threshold.sustain_minutes = 5
+    threshold.save()
+    reading_then_evaluate(threshold, 900.0, NOW)
+    assert not Incident.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_escalates_in_place_and_keeps_the_peak(threshold):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    run = reading_then_evaluate(threshold, 950.0, minutes(1))
+    reading_then_evaluate(threshold, 850.0, minutes(2))
+    incident = Incident.objects.get()
+    assert (incident.level, incident.peak_value) == ("critical", 950.0)
+    assert (incident.opened_at, incident.escalated_at) == (NOW, minutes(1))
+    assert run.incidents_escalated == 1
+    # Back to warn: still the same incident, still critical at its worst.
+    reading_then_evaluate(threshold, 400.0, minutes(3))
+    assert Incident.objects.get().level == "critical"
+
+
+@pytest.mark.django_db
+def test_it_resolves_by_itself_when_the_signal_recovers(threshold):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    run = reading_then_evaluate(threshold, 100.0, minutes(1))
+    incident = Incident.objects.get()
+    assert incident.resolved_at == minutes(1)
+    assert run.incidents_resolved == 1
+    # A new breach is a new incident; the history keeps both.
+    reading_then_evaluate(threshold, 900.0, minutes(2))
+    assert Incident.objects.count() == 2
+    assert Incident.objects.open().get().level == "critical"
+
+
+@pytest.mark.django_db
+def test_no_data_is_not_a_recovery(threshold):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    run_evaluation(now=minutes(5))  # no readings in the last minute
+    assert ThresholdState.objects.get().status == "no_data"
+    assert Incident.objects.open().count() == 1
+
+
+@pytest.mark.django_db
+def test_re_evaluation_without_new_readings_changes_nothing(threshold):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    before = list(Incident.objects.values())
+    state = ThresholdState.objects.values().get()
+    run = run_evaluation(now=NOW)
+    assert list(Incident.objects.values()) == before
+    assert ThresholdState.objects.values().get() == state
+    assert (run.incidents_opened, run.incidents_escalated, run.incidents_resolved) == (0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_acknowledgement_is_recorded_and_stops_paging_until_escalation(threshold, alice):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    incident = Incident.objects.get()
+    assert list(Incident.objects.paging(minutes(0))) == [incident]
+    incident.acknowledge(alice, "looking at the slow query", now=NOW)
+    incident.refresh_from_db()
+    assert (incident.acknowledged_by, incident.acknowledgement_note) == (
+        alice,
+        "looking at the slow query",
+    )
+    assert not Incident.objects.paging(minutes(0)).exists()
+    reading_then_evaluate(threshold, 900.0, minutes(1))
+    assert list(Incident.objects.paging(minutes(1))) == [incident]
+
+
+@pytest.mark.django_db
+def test_a_silence_expires_by_itself(threshold, alice):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    incident = Incident.objects.get()
+    incident.silence(alice, until=minutes(30), reason="deploy in progress")
+    assert not Incident.objects.paging(minutes(29)).exists()
+    assert list(Incident.objects.paging(minutes(30))) == [incident]
+    incident.refresh_from_db()
+    assert (incident.silenced_by, incident.silence_reason) == (alice, "deploy in progress")
+    # evaluation goes on underneath a silence
+    reading_then_evaluate(threshold, 100.0, minutes(1))
+    incident.refresh_from_db()
+    assert incident.resolved_at == minutes(1)
+
+
+@pytest.mark.django_db
+def test_each_run_is_recorded(threshold):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    run = EvaluationRun.objects.get()
+    assert run.thresholds == 1
+    assert run.statuses == {"ok": 0, "no_data": 0, "pending": 0, "warn": 1, "critical": 0}
+    assert run.finished_at is not None and run.duration_ms > 0
+
+
+@pytest.mark.django_db
+def test_evaluating_many_thresholds_costs_the_same_queries(blog, django_assert_num_queries):
+    for _ in range(10):
+        route = make_route(blog)
+        make_threshold(route, statistic="max", min_samples=1)
+        make_readings(route, [500.0], start=NOW)
+    # run row, thresholds, statistics, savepoint, missing states, lock states, open incidents,
+    # savepoint + incidents insert + release, states upsert, release, run update
+    with django_assert_num_queries(13):
+        run = run_evaluation(now=NOW)
+    assert run.incidents_opened == 10
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL row locks")
+# serialized_rollback: like every transactional test here, so the flush keeps the defaults
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_concurrent_evaluations_open_one_incident(blog, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="signals_app.evaluation")
+    threshold = make_threshold(make_route(blog), statistic="max", min_samples=1)
+    run_evaluation(now=NOW - timedelta(minutes=1))  # the state exists, as in steady operation
+    make_readings(threshold.route, [900.0], start=NOW)
+    # Both runs finish their statistics before either writes, so both see "no incident yet"
+    # unless the lock makes the second wait for the first.
+    barrier = threading.Barrier(2, timeout=10)
+    real_window_stats = evaluation.window_stats
+
+    def window_stats_then_wait(windows):
+        result = real_window_stats(windows)
+        barrier.wait()
+        return result
+
+    monkeypatch.setattr(evaluation, "window_stats", window_stats_then_wait)
+    runs, errors = [], []
+
+    def evaluate():
+        try:
+            runs.append(run_evaluation(now=NOW))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=evaluate) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert Incident.objects.count() == 1
+    assert sorted(run.incidents_opened for run in runs) == [0, 1]
+    # The row lock did it: the second run saw the incident, it never hit the constraint.
+    assert "already open" not in caplog.text

@@ -1,0 +1,111 @@
+"""/api/v1/rollback-notes: the rollback of a route lives next to it, owned by its team."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from signals_app.models import Change, RollbackNote
+from tests.api import bearer, call
+from tests.builders import environment, make_key, make_route
+
+URL = "/api/v1/rollback-notes"
+
+
+@pytest.fixture
+def blog_route(blog):
+    return make_route(blog, "/posts/{slug}")
+
+
+@pytest.fixture
+def blog_change(blog_route):
+    return Change.objects.create(
+        route=blog_route, environment=environment(), variable="TTL", applied_at=datetime.now(UTC)
+    )
+
+
+@pytest.mark.django_db
+def test_an_owner_writes_a_rollback_note_that_defaults_to_the_routes_owner(
+    client, alice, blog_route, blog_change
+):
+    client.force_login(alice)
+    body = call(
+        client,
+        "POST",
+        URL,
+        {
+            "route": blog_route.pk,
+            "change": blog_change.pk,
+            "steps": "revert TTL",
+            "command": "make x",
+        },
+        expect_status=201,
+    ).json()
+    assert body["owner"] == "Blog team"
+    assert body["rehearsed_by"] is None
+
+
+@pytest.mark.django_db
+def test_a_rehearsal_records_who_rehearsed(client, bob, blog_route):
+    note = RollbackNote.objects.create(route=blog_route, steps="revert")
+    client.force_login(bob)
+    body = call(
+        client,
+        "PATCH",
+        f"{URL}/{note.pk}",
+        {"rehearsed_at": "2026-11-25T09:00:00Z", "rehearsal_outcome": "passed", "rehearsed_by": 1},
+    ).json()
+    assert body["rehearsed_by"] == "bob"
+    note.refresh_from_db()
+    assert note.rehearsed_by.username == "bob"
+
+
+@pytest.mark.django_db
+def test_a_rehearsal_needs_both_when_and_outcome(client, bob, blog_route):
+    note = RollbackNote.objects.create(route=blog_route, steps="revert")
+    client.force_login(bob)
+    call(client, "PATCH", f"{URL}/{note.pk}", {"rehearsal_outcome": "passed"}, expect_status=400,
+         expect_field="rehearsal_outcome")  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_change_must_be_on_the_same_route(client, alice, blog, blog_change):
+    other = make_route(blog, "/tags/{tag}")
+    client.force_login(alice)
+    payload = {"route": other.pk, "change": blog_change.pk, "steps": "revert"}
+    call(client, "POST", URL, payload, expect_status=400, expect_field="change")
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_write_or_edit_rollback_notes(client, mallory, blog_route):
+    note = RollbackNote.objects.create(route=blog_route, steps="revert")
+    client.force_login(mallory)
+    call(client, "POST", URL, {"route": blog_route.pk, "steps": "x"}, expect_status=403)
+    call(client, "PATCH", f"{URL}/{note.pk}", {"steps": "x"}, expect_status=403)
+
+
+@pytest.mark.django_db
+def test_owner_cannot_name_a_foreign_team_as_the_notes_owner(
+    client, alice, blog_route, search_team
+):
+    client.force_login(alice)
+    payload = {"route": blog_route.pk, "steps": "x", "owner": search_team.name}
+    call(client, "POST", URL, payload, expect_status=403)
+
+
+@pytest.mark.django_db
+def test_people_list_and_filter_rollback_notes(
+    client, mallory, blog_route, blog_change, django_assert_num_queries
+):
+    RollbackNote.objects.create(route=blog_route, change=blog_change, steps="a")
+    RollbackNote.objects.create(route=blog_route, steps="b")
+    client.force_login(mallory)
+    # session, user, notes with owner and rehearser
+    with django_assert_num_queries(3):
+        assert len(call(client, "GET", URL).json()["results"]) == 2
+    only = call(client, "GET", f"{URL}?change={blog_change.pk}").json()["results"]
+    assert [n["steps"] for n in only] == ["a"]
+
+
+@pytest.mark.django_db
+def test_a_service_key_cannot_read_rollback_notes(client, blog):
+    call(client, "GET", URL, expect_status=403, **bearer(make_key(blog)))

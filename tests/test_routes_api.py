@@ -1,0 +1,169 @@
+"""/api/v1/routes: people read all, owners write their own, a service key reads its own."""
+
+import pytest
+
+from signals_app.models import Route
+from tests.api import bearer, call
+from tests.builders import make_key, make_route
+
+URL = "/api/v1/routes"
+
+
+@pytest.fixture
+def blog_routes(blog):
+    return [make_route(blog, "/posts/{slug}"), make_route(blog, "/tags/{tag}")]
+
+
+@pytest.fixture
+def search_route(search):
+    return make_route(search, "/search")
+
+
+@pytest.mark.django_db
+def test_a_person_lists_every_route_with_the_design_fields(
+    client, mallory, blog_routes, search_route, django_assert_num_queries
+):
+    client.force_login(mallory)
+    # session, user, routes with service and owner
+    with django_assert_num_queries(3):
+        response = call(client, "GET", URL)
+    body = response.json()
+    assert set(body) == {"next", "previous", "results"}
+    assert len(body["results"]) == 3
+    first = next(r for r in body["results"] if r["path"] == "/posts/{slug}")
+    assert first == {
+        "id": blog_routes[0].pk,
+        "service": "blog",
+        "method": "GET",
+        "path": "/posts/{slug}",
+        "owner": "Blog team",
+        "expected_input": "",
+        "expected_result": "200 with the thing",
+        "user_impact": "",
+        "notes": "",
+    }
+
+
+@pytest.mark.django_db
+def test_a_service_key_lists_exactly_its_own_routes(client, blog, blog_routes, search_route):
+    response = call(client, "GET", URL, **bearer(make_key(blog)))
+    assert {r["path"] for r in response.json()["results"]} == {"/posts/{slug}", "/tags/{tag}"}
+
+
+@pytest.mark.django_db
+def test_a_service_key_cannot_read_a_route_of_another_service(client, blog, search_route):
+    call(client, "GET", f"{URL}/{search_route.pk}", expect_status=404, **bearer(make_key(blog)))
+
+
+@pytest.mark.django_db
+def test_a_service_key_cannot_write_routes(client, blog, blog_routes):
+    key = bearer(make_key(blog))
+    call(client, "POST", URL, {"service": "blog", "path": "/x"}, expect_status=403, **key)
+    route_url = f"{URL}/{blog_routes[0].pk}"
+    call(client, "PATCH", route_url, {"notes": "x"}, expect_status=403, **key)
+
+
+@pytest.mark.django_db
+def test_the_list_is_paginated_by_cursor(client, mallory, blog):
+    for index in range(5):
+        make_route(blog, f"/p/{index}")
+    client.force_login(mallory)
+    page = call(client, "GET", URL + "?page_size=2").json()
+    seen = [r["id"] for r in page["results"]]
+    while page["next"]:
+        page = call(client, "GET", page["next"]).json()
+        seen += [r["id"] for r in page["results"]]
+    assert sorted(seen) == sorted(Route.objects.values_list("pk", flat=True))
+    assert len(seen) == 5
+
+
+@pytest.mark.django_db
+def test_it_filters_by_service_method_and_path(client, mallory, blog_routes, search_route):
+    client.force_login(mallory)
+    assert len(call(client, "GET", URL + "?service=search").json()["results"]) == 1
+    assert len(call(client, "GET", URL + "?method=GET&service=blog").json()["results"]) == 2
+    path = call(client, "GET", URL + "?path=/tags/{tag}").json()["results"]
+    assert [r["id"] for r in path] == [blog_routes[1].pk]
+
+
+@pytest.mark.django_db
+def test_an_owner_registers_a_route_of_their_service(client, alice, blog):
+    client.force_login(alice)
+    payload = {"service": "blog", "method": "POST", "path": "/comments", "expected_result": "201"}
+    response = call(client, "POST", URL, payload, expect_status=201)
+    route = Route.objects.get(pk=response.json()["id"])
+    assert (route.service, route.owner.name, route.method) == (blog, "Blog team", "POST")
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_register_a_route_for_a_service_they_do_not_own(client, mallory, blog):
+    client.force_login(mallory)
+    call(client, "POST", URL, {"service": "blog", "path": "/x"}, expect_status=403)
+    assert not Route.objects.exists()
+
+
+@pytest.mark.django_db
+def test_owner_cannot_hand_a_route_to_a_team_they_are_not_in(client, alice, blog, search_team):
+    client.force_login(alice)
+    payload = {"service": "blog", "path": "/x", "owner": search_team.name}
+    call(client, "POST", URL, payload, expect_status=403)
+
+
+@pytest.mark.django_db
+def test_an_owner_edits_the_expected_result_of_their_route(client, bob, blog_routes):
+    client.force_login(bob)
+    url = f"{URL}/{blog_routes[0].pk}"
+    call(client, "PATCH", url, {"expected_result": "200 with the post", "notes": "cached 5 min"})
+    blog_routes[0].refresh_from_db()
+    assert blog_routes[0].expected_result == "200 with the post"
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_edit_a_route(client, mallory, blog_routes):
+    client.force_login(mallory)
+    call(client, "PATCH", f"{URL}/{blog_routes[0].pk}", {"notes": "mine"}, expect_status=403)
+
+
+@pytest.mark.django_db
+def test_owner_cannot_move_their_route_to_another_service(client, alice, blog_routes, search):
+    client.force_login(alice)
+    url = f"{URL}/{blog_routes[0].pk}"
+    call(client, "PATCH", url, {"service": "search"}, expect_status=403)
+
+
+@pytest.mark.django_db
+def test_only_an_administrator_deletes_a_route(client, alice, blog_routes, django_user_model):
+    client.force_login(alice)
+    url = f"{URL}/{blog_routes[0].pk}"
+    call(client, "DELETE", url, expect_status=403)
+    client.force_login(django_user_model.objects.create_superuser("root", "r@example.com", "pw"))
+    call(client, "DELETE", url, expect_status=204)
+
+
+@pytest.mark.django_db
+def test_a_duplicate_route_is_400(client, alice, blog_routes):
+    client.force_login(alice)
+    call(client, "POST", URL, {"service": "blog", "path": "/posts/{slug}"}, expect_status=400)
+
+
+@pytest.mark.django_db
+def test_the_id_field_is_not_settable(client, alice, blog):
+    client.force_login(alice)
+    payload = {"id": 999, "service": "blog", "path": "/x"}
+    response = call(client, "POST", URL, payload, expect_status=201)
+    assert response.json()["id"] == Route.objects.get().pk != 999
+
+
+@pytest.mark.django_db
+def test_anonymous_is_401(client, blog_routes):
+    response = call(client, "GET", URL, expect_status=401)
+    assert response.json()["retryable"] is False
+
+
+@pytest.mark.django_db
+def test_a_personal_token_reads_routes(client, mallory, blog_routes):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=mallory)
+    response = call(client, "GET", URL, HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert len(response.json()["results"]) == 2

@@ -1,0 +1,60 @@
+"""Issuing service keys: the command and the admin action; only a hash is stored."""
+
+import hashlib
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from signals_app.models import ServiceKey
+
+
+@pytest.mark.django_db
+def test_create_service_key_prints_the_key_alone_on_its_last_line(blog):
+    out, err = StringIO(), StringIO()
+    call_command("create_service_key", "blog", "--name", "web-1", stdout=out, stderr=err)
+    raw = out.getvalue().strip().splitlines()[-1]
+    assert raw.startswith("dq_")
+    prefix, secret = raw.removeprefix("dq_").split(".", 1)
+    key = ServiceKey.objects.get()
+    assert (key.service, key.name, key.prefix) == (blog, "web-1", prefix)
+    assert key.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in key.secret_hash
+    assert "cannot be shown again" in err.getvalue()
+    assert ServiceKey.authenticate(raw) == (key, "")
+
+
+@pytest.mark.django_db
+def test_create_service_key_can_expire(blog):
+    out = StringIO()
+    call_command(
+        "create_service_key", "blog", "--expires-in-days", "30", stdout=out, stderr=StringIO()
+    )
+    assert ServiceKey.objects.get().expires_at is not None
+
+
+@pytest.mark.django_db
+def test_create_service_key_names_the_known_services_for_an_unknown_one(blog):
+    with pytest.raises(CommandError, match="known services: blog"):
+        call_command("create_service_key", "nope", stdout=StringIO(), stderr=StringIO())
+
+
+@pytest.mark.django_db
+def test_the_admin_action_shows_the_key_once_and_stores_its_hash(client, blog, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/signals_app/service/",
+        {"action": "issue_key", "_selected_action": [blog.pk]},
+    )
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    page = response.content.decode()
+    key = ServiceKey.objects.get()
+    start = page.index(f"dq_{key.prefix}.")
+    raw = page[start : page.index("<", start)]
+    assert ServiceKey.authenticate(raw) == (key, "")
+    assert key.created_by == admin_user
+    # The change page never shows the secret again.
+    again = client.get(f"/admin/signals_app/service/{blog.pk}/change/").content.decode()
+    assert raw not in again

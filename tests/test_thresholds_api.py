@@ -1,0 +1,165 @@
+"""/api/v1/thresholds: owners curate the thresholds of their routes (§Roles)."""
+
+import pytest
+
+from signals_app.models import Threshold
+from tests.api import bearer, call
+from tests.builders import make_key, make_route, make_threshold
+
+URL = "/api/v1/thresholds"
+
+
+@pytest.fixture
+def blog_route(blog):
+    return make_route(blog, "/posts/{slug}")
+
+
+@pytest.fixture
+def search_route(search):
+    return make_route(search, "/search")
+
+
+def payload(route_obj, **fields):
+    values = {
+        "route": route_obj.pk,
+        "signal": "response_time_ms",
+        "environment": "production",
+        "statistic": "p95",
+        "cache_segment": "miss",
+        "window_minutes": 15,
+        "warn": 300,
+        "critical": 800,
+        "min_samples": 20,
+        "sustain_minutes": 5,
+    }
+    values.update(fields)
+    return values
+
+
+@pytest.mark.django_db
+def test_an_owner_creates_a_threshold_on_their_route(client, alice, blog_route):
+    client.force_login(alice)
+    body = call(client, "POST", URL, payload(blog_route), expect_status=201).json()
+    assert body == {
+        "id": Threshold.objects.get().pk,
+        **payload(blog_route),
+        "warn": 300.0,
+        "critical": 800.0,
+    }
+    assert Threshold.objects.get().direction == "higher_worse"
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_create_a_threshold_on_a_route_they_do_not_own(client, mallory, blog_route):
+    client.force_login(mallory)
+    call(client, "POST", URL, payload(blog_route), expect_status=403)
+    assert not Threshold.objects.exists()
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_edit_threshold(client, mallory, blog_route):
+    threshold = make_threshold(blog_route)
+    client.force_login(mallory)
+    call(client, "PATCH", f"{URL}/{threshold.pk}", {"warn": 1}, expect_status=403)
+    call(client, "DELETE", f"{URL}/{threshold.pk}", expect_status=403)
+
+
+@pytest.mark.django_db
+def test_owner_cannot_move_a_threshold_to_a_route_they_do_not_own(
+    client, alice, blog_route, search_route
+):
+    threshold = make_threshold(blog_route)
+    client.force_login(alice)
+    call(client, "PATCH", f"{URL}/{threshold.pk}", {"route": search_route.pk}, expect_status=403)
+    threshold.refresh_from_db()
+    assert threshold.route == blog_route
+
+
+@pytest.mark.django_db
+def test_an_owner_edits_and_deletes_their_threshold(client, bob, blog_route):
+    threshold = make_threshold(blog_route)
+    client.force_login(bob)
+    call(client, "PATCH", f"{URL}/{threshold.pk}", {"warn": 250, "critical": 700})
+    threshold.refresh_from_db()
+    assert (threshold.warn, threshold.critical) == (250, 700)
+    call(client, "DELETE", f"{URL}/{threshold.pk}", expect_status=204)
+
+
+@pytest.mark.django_db
+def test_a_superuser_edits_any_threshold(client, blog_route, django_user_model):
+    threshold = make_threshold(blog_route)
+    client.force_login(django_user_model.objects.create_superuser("root", "r@example.com", "pw"))
+    call(client, "PATCH", f"{URL}/{threshold.pk}", {"min_samples": 3})
+
+
+@pytest.mark.django_db
+def test_critical_must_lie_beyond_warn_in_the_worse_direction(client, alice, blog_route):
+    client.force_login(alice)
+    call(client, "POST", URL, payload(blog_route, warn=800, critical=300), expect_status=400,
+         expect_field="critical")  # fmt: skip
+    lower = payload(blog_route, signal="cache_hit", warn=0.5, critical=0.8)
+    call(client, "POST", URL, lower, expect_status=400, expect_field="critical")
+    call(client, "POST", URL, payload(blog_route, signal="cache_hit", warn=0.8, critical=0.5),
+         expect_status=201)  # fmt: skip
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("window_minutes", 0),
+        ("min_samples", 0),
+        ("sustain_minutes", -1),
+        ("warn", "NaN"),
+        ("statistic", "p42"),
+        ("cache_segment", "warm"),
+        ("signal", "nope"),
+        ("environment", "qa"),
+        ("route", 987654),
+    ],
+)
+def test_it_rejects_bad_values(client, alice, blog_route, field, value):
+    client.force_login(alice)
+    call(client, "POST", URL, payload(blog_route, **{field: value}), expect_status=400,
+         expect_field=field)  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_duplicate_threshold_is_400(client, alice, blog_route):
+    client.force_login(alice)
+    call(client, "POST", URL, payload(blog_route), expect_status=201)
+    call(client, "POST", URL, payload(blog_route), expect_status=400)
+
+
+@pytest.mark.django_db
+def test_people_list_and_filter_thresholds(
+    client, mallory, blog_route, search_route, django_assert_num_queries
+):
+    make_threshold(blog_route)
+    make_threshold(blog_route, environment="staging")
+    make_threshold(search_route)
+    client.force_login(mallory)
+    # session, user, thresholds with signal and environment
+    with django_assert_num_queries(3):
+        everything = call(client, "GET", URL).json()["results"]
+    assert len(everything) == 3
+    staging = call(client, "GET", URL + "?environment=staging").json()["results"]
+    assert [t["environment"] for t in staging] == ["staging"]
+    assert len(call(client, "GET", f"{URL}?route={search_route.pk}").json()["results"]) == 1
+    assert (
+        len(call(client, "GET", URL + "?service=blog&signal=response_time_ms").json()["results"])
+        == 2
+    )
+
+
+@pytest.mark.django_db
+def test_a_service_key_cannot_read_or_write_thresholds(client, blog, blog_route):
+    key = bearer(make_key(blog))
+    call(client, "GET", URL, expect_status=403, **key)
+    call(client, "POST", URL, payload(blog_route), expect_status=403, **key)
+
+
+@pytest.mark.django_db
+def test_a_bad_filter_value_is_400(client, mallory):
+    client.force_login(mallory)
+    call(client, "GET", URL + "?route=abc", expect_status=400, expect_field="route")
