@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from . import charts
+from .evaluation import worst_status
 from .models import Incident, Owner, Route, Status, Threshold
 
 
@@ -66,8 +67,6 @@ BOARD_STATUSES = [Status.CRITICAL, Status.WARN, Status.PENDING, Status.NO_DATA, 
 @require_GET
 def board(request):
     """Services → routes with status, sparkline, owner, last reading and open incidents."""
-    from .admin import worst_status  # the admin's route page uses the same rule
-
     owner_filter = request.GET.get("owner", "")
     status_filter = request.GET.get("status", "")
     routes = Route.objects.select_related("service", "owner").order_by(

@@ -51,9 +51,11 @@ PAGES = [
     ("incident changelist", "owner", 7),
     ("evaluationrun changelist", "owner", 7),
     # session, user, route, perms ×2, owned ids, select choices (signals, environments,
-    # owners, changes), threshold and rollback note inlines, the page's thresholds+states,
-    # baselines, ONE chart query, open incidents, recent changes, rollback notes, content type
-    ("route change", "owner", 19),
+    # owners, changes), threshold and rollback note inlines, the page's thresholds,
+    # evaluation.route_status (thresholds, states, ONE statistics query, baselines,
+    # incidents), active baselines, ONE chart query, open incidents, recent changes,
+    # rollback notes, content type
+    ("route change", "owner", 24),
     ("threshold change", "owner", 10),
     ("baseline change", "owner", 10),
     ("change change", "owner", 12),

@@ -166,10 +166,10 @@ def test_it_lists_recent_changes(page, route):
             variable=f"change {hours}",
             applied_at=timezone.now() - timedelta(hours=hours),
         )
-    html = page()
-    assert "change 0" in html
-    assert "change 4" in html
-    assert "change 5" not in html  # the five most recent
+    section = page().split('<section id="changes">')[1].split("</section>")[0]
+    assert "change 0" in section
+    assert "change 4" in section
+    assert "change 5" not in section  # the five most recent
 
 
 @pytest.mark.django_db
@@ -190,3 +190,17 @@ def test_a_rehearsal_outcome_must_be_passed_or_failed(client, page, route):
     post_action(client, route, "rehearsal", note.pk, outcome="maybe")
     note.refresh_from_db()
     assert note.rehearsed_at is None
+
+
+@pytest.mark.django_db
+def test_it_shows_the_current_status_per_threshold_with_value_and_level(page, route):
+    make_threshold(route, warn=300, critical=800, min_samples=5)
+    make_threshold(route, statistic="p50", warn=300, critical=800, min_samples=50)
+    make_readings(route, [900.0] * 10, step=timedelta(seconds=20))
+    html = page()
+    status = html.split('<section id="status">')[1].split("</section>")[0]
+    assert "900 ms" in status
+    assert '<span class="dq-badge dq-critical">' in status
+    assert '<span class="dq-badge dq-no_data">' in status  # 10 of 50 samples
+    assert "of 50" in status
+    assert 'id="route-status">Critical<' in html
