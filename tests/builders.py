@@ -2,6 +2,7 @@
 
 import itertools
 from datetime import timedelta
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -115,3 +116,56 @@ def make_key(service, **fields):
 
     _key, raw = ServiceKey.issue(service, **fields)
     return raw
+
+
+# ---- content
+
+SAMPLE_CONTENT = (
+    Path(__file__).resolve().parent.parent
+    / "signals_app"
+    / "demo"
+    / "content"
+    / "anp-ref-022359-4690.txt"
+)
+
+
+def content_text(*replacements):
+    """The sample document's text with each (old, new) replacement applied everywhere."""
+    text = SAMPLE_CONTENT.read_text(encoding="utf-8")
+    for old, new in replacements:
+        assert text.count(old) >= 1, f"{old!r} is not in the sample"
+        text = text.replace(old, new)
+    return text
+
+
+def write_content(directory, name, text, *, encoding="utf-8", newline="\n"):
+    path = Path(directory) / name
+    path.write_bytes(text.replace("\n", newline).encode(encoding))
+    return path
+
+
+def make_content_item(reference=None, **fields):
+    from signals_app.models import ContentItem
+
+    values = {
+        "reference": reference or f"ref-{next(_counter)}",
+        "title": "a content item",
+        "body": "the article",
+        "quality": 80,
+        "freshness": 80,
+        "depth": 80,
+        "clarity": 80,
+        "version": "1.0.0",
+        "content_hash": "abc",
+    }
+    values.update(fields)
+    return ContentItem.objects.create(**values)
+
+
+def make_reviewer(user):
+    from django.contrib.auth.models import Group
+
+    from signals_app.models import REVIEWERS_GROUP
+
+    user.groups.add(Group.objects.get(name=REVIEWERS_GROUP))
+    return user
