@@ -153,6 +153,31 @@ class RouteQuerySet(models.QuerySet):
             return self
         return self.filter(owner__members=user)
 
+    def with_last_rehearsal(self):
+        """Annotate `last_rehearsed_at`: the latest passed rehearsal of a rollback note."""
+        return self.annotate(
+            last_rehearsed_at=models.Max(
+                "rollback_notes__rehearsed_at",
+                filter=Q(rollback_notes__rehearsal_outcome=RollbackNote.Outcome.PASSED),
+            )
+        )
+
+    def rehearsal_missing(self):
+        """Routes with no rollback note rehearsed (and passed) in staging."""
+        return self.with_last_rehearsal().filter(last_rehearsed_at__isnull=True)
+
+    def rehearsal_stale(self, max_age_days):
+        """Routes whose last passed rehearsal is older than `max_age_days`."""
+        cutoff = timezone.now() - timedelta(days=max_age_days)
+        return self.with_last_rehearsal().filter(last_rehearsed_at__lt=cutoff)
+
+    def rehearsal_due(self, max_age_days):
+        """Routes needing a rehearsal: none passed yet, or the last one is too old."""
+        cutoff = timezone.now() - timedelta(days=max_age_days)
+        return self.with_last_rehearsal().filter(
+            Q(last_rehearsed_at__isnull=True) | Q(last_rehearsed_at__lt=cutoff)
+        )
+
 
 class Route(models.Model):
     class Method(models.TextChoices):
@@ -682,6 +707,13 @@ class RollbackNote(models.Model):
 
     def __str__(self):
         return f"rollback for {self.route}"
+
+    def record_rehearsal(self, user, outcome, *, when=None):
+        """Record a rehearsal in staging (who, when, outcome); history keeps the old one."""
+        self.rehearsed_at = when or timezone.now()
+        self.rehearsed_by = user
+        self.rehearsal_outcome = outcome
+        self.save(update_fields=["rehearsed_at", "rehearsed_by", "rehearsal_outcome", "updated_at"])
 
 
 REVIEWERS_GROUP = "Reviewers"

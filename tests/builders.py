@@ -97,6 +97,19 @@ def make_readings(
     return Reading.objects.bulk_create(readings)
 
 
+def give_role(user, role="Owners"):
+    """Put a user in a role group made by `setup_roles` (Owners or Reviewers)."""
+    import io
+
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    if not Group.objects.filter(name=role).exists():
+        call_command("setup_roles", stdout=io.StringIO())
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 def make_key(service, **fields):
     """Issue a service key and return the full `dq_<prefix>.<secret>` string."""
     from signals_app.models import ServiceKey
