@@ -223,6 +223,24 @@ def test_one_bad_file_is_reported_and_the_rest_are_imported(tmp_path):
 
 
 @pytest.mark.django_db
+def test_values_no_database_column_holds_fail_their_document_not_the_import(tmp_path):
+    # Before: an OverflowError (SQLite) or DataError (PostgreSQL) from the chunk's insert
+    # ended the whole command with a traceback.
+    variant(tmp_path, "good-1")
+    variant(tmp_path, "huge-views", ("view count617056", "view count99999999999999999999999"))
+    variant(tmp_path, "long-read", ("reading time12", "reading time99999999999"))
+    variant(tmp_path, "nul-byte", ("why this matters", "why\x00 this matters"))
+
+    stdout, stderr = run(tmp_path, expect_failed=3)
+
+    assert summary(stdout) == "created 1, updated 0, unchanged 0, failed 3"
+    assert f"failed: {tmp_path / 'huge-views.txt'}:" in stderr
+    assert f"failed: {tmp_path / 'long-read.txt'}:" in stderr
+    assert f"failed: {tmp_path / 'nul-byte.txt'}:8: expected text without NUL" in stderr
+    assert list(ContentItem.objects.values_list("reference", flat=True)) == ["good-1"]
+
+
+@pytest.mark.django_db
 def test_a_document_without_meta_block_fails_with_its_name(tmp_path):
     path = write_content(tmp_path, "article-only.txt", content_text().split("alphanode")[0])
     stdout, stderr = run(path, expect_failed=1)
