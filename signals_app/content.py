@@ -200,8 +200,13 @@ class ContentDocument:
 # Reading files
 
 
-def parse_file(path):
-    """Parse one `.json` or text file into a list of documents (a JSON file may hold many)."""
+def parse_file(path, *, keep_going=False):
+    """Parse one `.json` or text file into a list of documents (a JSON file may hold many).
+
+    A bad document raises ContentFormatError. With `keep_going`, each bad document of a
+    JSON file takes its place in the list as its ContentFormatError, so that the others
+    are still imported.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -209,7 +214,7 @@ def parse_file(path):
         raise ContentFormatError(path, None, "a readable file", exc.strerror) from exc
     text = decode(raw, path)
     if path.suffix.lower() == ".json":
-        return parse_json(text, path)
+        return parse_json(text, path, keep_going=keep_going)
     return [parse_text(text, path)]
 
 
@@ -528,7 +533,7 @@ def _is_missing(document, name, seen):
 # "quality": 80).
 
 
-def parse_json(text, path="<json>"):
+def parse_json(text, path="<json>", *, keep_going=False):
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -546,11 +551,16 @@ def parse_json(text, path="<json>"):
     parsed = []
     for position, entry in enumerate(documents):
         where = f"{path}[{position}]" if isinstance(data, list) else path
-        if not isinstance(entry, dict):
-            raise ContentFormatError(
-                where, None, "a JSON object per document", type(entry).__name__
-            )
-        parsed.append(_json_document(entry, where))
+        try:
+            if not isinstance(entry, dict):
+                raise ContentFormatError(
+                    where, None, "a JSON object per document", type(entry).__name__
+                )
+            parsed.append(_json_document(entry, where))
+        except ContentFormatError as error:
+            if not keep_going:
+                raise
+            parsed.append(error)
     return parsed
 
 

@@ -1,6 +1,7 @@
 """`manage.py import_content`: called as a command, asserted on the database and the output."""
 
 import datetime
+import json
 from io import StringIO
 
 import pytest
@@ -238,6 +239,31 @@ def test_values_no_database_column_holds_fail_their_document_not_the_import(tmp_
     assert f"failed: {tmp_path / 'long-read.txt'}:" in stderr
     assert f"failed: {tmp_path / 'nul-byte.txt'}:8: expected text without NUL" in stderr
     assert list(ContentItem.objects.values_list("reference", flat=True)) == ["good-1"]
+
+
+@pytest.mark.django_db
+def test_one_bad_document_in_a_json_list_fails_alone(tmp_path):
+    good = {"title": "fine", "body": "text", "hash": "h"}
+    path = tmp_path / "many.json"
+    path.write_text(
+        json.dumps(
+            [
+                {**good, "reference": "json-1"},
+                {**good, "reference": "json-2", "quality": "lots"},
+                {**good, "reference": "json-3"},
+            ]
+        ),
+        encoding="utf-8",
+    )
+
+    stdout, stderr = run(path, expect_failed=1)
+
+    assert summary(stdout) == "created 2, updated 0, unchanged 0, failed 1"
+    assert stderr.strip() == (
+        f"failed: {path}[1] (quality): expected a whole number from 0 to 100 for score "
+        "'quality', found 'lots'"
+    )
+    assert list(ContentItem.objects.values_list("reference", flat=True)) == ["json-1", "json-3"]
 
 
 @pytest.mark.django_db
