@@ -13,6 +13,7 @@ from rest_framework.pagination import CursorPagination
 
 from signals_app.models import ContentItem, Review
 
+from .filters import FlagFilter
 from .permissions import IsPersonOrServiceReading
 
 SCORE_BANDS = [
@@ -90,10 +91,10 @@ class ReviewSerializer(serializers.ModelSerializer):
 class ContentFilter(filters.FilterSet):
     review_status = filters.MultipleChoiceFilter(choices=ContentItem.ReviewStatus.choices)
     score_band = filters.ChoiceFilter(choices=SCORE_BANDS, method="filter_score_band")
-    ai_generated_style = filters.BooleanFilter()
-    has_images = filters.BooleanFilter()
-    image_heavy = filters.BooleanFilter()
-    needs_human_review = filters.BooleanFilter()
+    ai_generated_style = FlagFilter()
+    has_images = FlagFilter()
+    image_heavy = FlagFilter()
+    needs_human_review = FlagFilter()
 
     class Meta:
         model = ContentItem

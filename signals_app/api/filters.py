@@ -1,8 +1,31 @@
 """Query-parameter filters of the list endpoints (django-filter)."""
 
+from django import forms
 from django_filters import rest_framework as filters
+from django_filters.filters import BooleanFilter as BaseBooleanFilter
 
 from signals_app.models import Baseline, Change, Environment, RollbackNote, Route, Signal, Threshold
+
+
+class _TrueOrFalse(forms.NullBooleanField):
+    widget = forms.TextInput  # the raw value, not a select that maps unknowns to "unset"
+
+    def to_python(self, value):
+        text = "" if value is None else str(value).strip().lower()
+        if text == "":
+            return None
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise forms.ValidationError(f"expected true or false (or 1 or 0), received {value!r}")
+
+
+class FlagFilter(BaseBooleanFilter):
+    """true/false (1/0, any case). Anything else is a 400 naming the parameter: django-
+    filter's BooleanFilter reads an unknown value as no filter and lists everything."""
+
+    field_class = _TrueOrFalse
 
 
 class RouteFilter(filters.FilterSet):
