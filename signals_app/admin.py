@@ -946,7 +946,14 @@ class ReviewInline(admin.TabularInline):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("reviewer")
+        # Each row is labelled with str(review), which names the item's reference: joined
+        # here (that column only), or it costs a query per review.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("reviewer", "item")
+            .only(*self.fields, "item__reference")
+        )
 
 
 def _bullets(items):

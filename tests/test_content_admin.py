@@ -148,6 +148,24 @@ def test_the_item_page_shows_the_review_history(as_carol, carol, sample_item):
 
 
 @pytest.mark.django_db
+def test_the_item_page_costs_fixed_queries_however_many_reviews(
+    as_carol, carol, django_assert_num_queries
+):
+    item = make_content_item("a")
+    decide = ContentItem.objects.filter(pk=item.pk).review
+    decide(carol, "changes_requested")
+    as_carol.get(change_url(item))  # caches the item's content type (history link)
+    # session, user, the item, permissions (user, group), its reviews with their
+    # reviewers and item references
+    with django_assert_num_queries(6):
+        assert as_carol.get(change_url(item)).status_code == 200
+    for _ in range(7):
+        decide(carol, "reviewed")
+    with django_assert_num_queries(6):
+        assert as_carol.get(change_url(item)).status_code == 200
+
+
+@pytest.mark.django_db
 def test_the_item_page_keeps_the_import_history(as_carol, sample_item):
     response = as_carol.get(f"{CHANGELIST}{sample_item.pk}/history/")
     assert response.status_code == 200
