@@ -379,7 +379,20 @@ class MineFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ThresholdInline(RouteChildInline, admin.TabularInline):
+class PlainSelectsInline:
+    """Inline rows without the add/change/view icons next to each select: every icon is
+    a URL reversed per row, and rows are where the route page spends its time."""
+
+    plain_selects = ()
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name in self.plain_selects and hasattr(field.widget, "widget"):
+            field.widget = field.widget.widget
+        return field
+
+
+class ThresholdInline(PlainSelectsInline, RouteChildInline, admin.TabularInline):
     model = Threshold
     form = ThresholdForm
     extra = 0
@@ -395,6 +408,7 @@ class ThresholdInline(RouteChildInline, admin.TabularInline):
         "sustain_minutes",
     ]
     show_change_link = True
+    plain_selects = ("signal", "environment")
 
     def get_queryset(self, request):
         return (
@@ -408,7 +422,7 @@ class ThresholdInline(RouteChildInline, admin.TabularInline):
         return field
 
 
-class RollbackNoteInline(RouteChildInline, admin.StackedInline):
+class RollbackNoteInline(PlainSelectsInline, RouteChildInline, admin.StackedInline):
     model = RollbackNote
     form = RollbackNoteForm
     extra = 0
@@ -421,6 +435,7 @@ class RollbackNoteInline(RouteChildInline, admin.StackedInline):
     ]
     readonly_fields = ["rehearsed_at", "rehearsed_by", "rehearsal_outcome"]
     show_change_link = True
+    plain_selects = ("owner", "change")
 
     def get_queryset(self, request):
         return (
