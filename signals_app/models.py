@@ -541,6 +541,38 @@ class Baseline(models.Model):
             f"{self.window_start:%Y-%m-%d %H:%M}–{self.window_end:%H:%M}"
         )
 
+    @classmethod
+    def capture(
+        cls,
+        route,
+        signal,
+        environment,
+        cache_segment=CacheSegment.ALL,
+        *,
+        start=None,
+        end=None,
+        minutes=None,
+        user=None,
+        note="",
+        exclude_incidents=False,
+    ):
+        """Measure the window (start, end] (or the `minutes` before `end`/now, default 60)
+        and make it the active baseline of its key; the previous one is kept, inactive.
+        Returns the new baseline, or None when the window has no readings.
+        See `signals_app.evaluation.capture_baselines` for many keys in one query."""
+        from .evaluation import BaselineKey, capture_baselines, capture_window
+
+        start, end = capture_window(start=start, end=end, minutes=minutes)
+        result = capture_baselines(
+            [BaselineKey(route.pk, signal.pk, environment.pk, cache_segment)],
+            start=start,
+            end=end,
+            user=user,
+            note=note,
+            exclude_incidents=exclude_incidents,
+        )
+        return result.baselines[0] if result.baselines else None
+
 
 class Reading(models.Model):
     """One measurement. `service` is stored so idempotency keys are unique per service."""

@@ -118,6 +118,18 @@ def make_key(service, **fields):
     return raw
 
 
+def make_change(route, applied_at, *, variable=None, env="production", **fields):
+    from signals_app.models import Change
+
+    return Change.objects.create(
+        route=route,
+        environment=environment(env),
+        variable=variable or f"variable-{next(_counter)}",
+        applied_at=applied_at,
+        **fields,
+    )
+
+
 # ---- content
 
 SAMPLE_CONTENT = (

@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 from django.forms.models import model_to_dict
 
 from signals_app import content_import
+from signals_app.content import parse_file
 from signals_app.models import ContentItem, Reading, Review
 from tests.builders import SAMPLE_CONTENT, content_text, write_content
 
@@ -154,6 +155,32 @@ def test_a_changed_document_is_updated_and_goes_back_to_needs_review(tmp_path, c
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("first", ["created", "updated"])
+def test_every_field_is_stored_as_parsed(tmp_path, first):
+    v2 = write_content(
+        tmp_path,
+        "v2.txt",
+        content_text(
+            ("d1d09bf4540df2d21afa925c", "0123456789abcdef01234567"),
+            ("  • last reviewed: 2022-04-22", "  • last reviewed: 2024-02-29"),
+            ("    • type: area", "    • type: área ✓"),
+            ("  • seed: 22359", "  • seed: 7\n  • model name: synth-2"),
+            ("difficultyintermediate\n", ""),
+        ),
+    )
+    if first == "updated":
+        run(SAMPLE_CONTENT)
+    run(v2)
+
+    (document,) = parse_file(v2)
+    item = ContentItem.objects.get()
+    assert {name: getattr(item, name) for name in document.item_values()} == (
+        document.item_values()
+    )
+    assert item.history.first().payload == {**document.payload}
+
+
+@pytest.mark.django_db
 def test_a_body_change_under_the_same_hash_counts_as_changed(tmp_path):
     run(SAMPLE_CONTENT)
     path = write_content(tmp_path, "edited.txt", content_text(("final notes", "closing notes")))
@@ -224,6 +251,32 @@ def test_the_same_reference_twice_in_one_run(tmp_path):
     assert f"{tmp_path / 'c-other.txt'}: expected each reference once per import" in stderr
     assert f"already imported from {tmp_path / 'a.txt'}" in stderr
     assert "final notes" in ContentItem.objects.get().body
+
+
+@pytest.mark.django_db
+def test_a_stored_reference_twice_in_one_run(tmp_path):
+    run(SAMPLE_CONTENT)
+    write_content(tmp_path, "a.txt", content_text())
+    write_content(tmp_path, "b-other.txt", content_text(("final notes", "closing notes")))
+
+    stdout, stderr = run(tmp_path, expect_failed=1)
+
+    assert summary(stdout) == "created 0, updated 0, unchanged 1, failed 1"
+    assert "already imported from" in stderr
+    assert "final notes" in ContentItem.objects.get().body
+
+
+@pytest.mark.django_db
+def test_an_unchanged_document_is_not_parsed_again(tmp_path):
+    # Unchanged means the same hash and body: the rest of such a document is not imported,
+    # so it is not validated again either (this is what makes a re-import fast).
+    run(SAMPLE_CONTENT)
+    path = write_content(
+        tmp_path, "same.txt", content_text(("  • quality: 80", "  • quality: lots"))
+    )
+    stdout, _ = run(path)
+    assert summary(stdout) == "created 0, updated 0, unchanged 1, failed 0"
+    assert ContentItem.objects.get().quality == 80
 
 
 @pytest.mark.django_db
@@ -335,14 +388,14 @@ def test_queries_are_per_chunk_not_per_document(tmp_path, monkeypatch, django_as
     run(variant(tmp_path / "..", "warm-up", name="warm-up.txt"))  # creates the content route
 
     # Once: the content route's owner, service, route, environment and signals. Per chunk
-    # of 10 new documents: savepoint, existing items, insert items, their ids, insert
-    # history, insert readings, release.
-    with django_assert_num_queries(5 + 2 * 7):
+    # of 10 new documents: stored identities, savepoint, existing items, insert items,
+    # their ids, insert history, insert readings, release.
+    with django_assert_num_queries(5 + 2 * 8):
         stdout, _ = run(tmp_path)
     assert summary(stdout) == "created 20, updated 0, unchanged 0, failed 0"
 
-    # Unchanged: savepoint, existing items, release, per chunk.
-    with django_assert_num_queries(2 * 3):
+    # Unchanged: the stored identities (reference, hash, body), per chunk.
+    with django_assert_num_queries(2 * 1):
         stdout, _ = run(tmp_path)
     assert summary(stdout) == "created 0, updated 0, unchanged 20, failed 0"
 
