@@ -18,10 +18,6 @@ import pytest
 from signals_app.models import Threshold, ThresholdState
 from tests.builders import give_role, make_readings, make_route, make_threshold
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM refuses to run
-# inside one unless told that this test knows what it is doing.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = os.environ.get("DQ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -55,8 +51,10 @@ pytestmark = [
 
 @contextmanager
 def chromium_page(**options):
-    """A page of a fresh Chromium. No ORM inside: while Playwright's loop runs, Django
-    would open (and leak) a second connection in the loop's context."""
+    """A page of a fresh Chromium. No ORM inside the block: Playwright's sync API runs an
+    event loop in this thread, where Django refuses the ORM (SynchronousOnlyOperation) or,
+    with DJANGO_ALLOW_ASYNC_UNSAFE, opens a second connection that outlives the test. The
+    test writes its data before and checks the database after."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
