@@ -44,3 +44,8 @@ test: lint
 # dqclient: the middleware's added latency (p50/p99) with a healthy and a stalled registry.
 bench-client: venv
 	$(BIN)/python bench/bench_client.py
+
+# import_content: 10,000 generated documents in the sample's format, imported and re-imported
+# on SQLite and on PostgreSQL (BENCH_POSTGRES_URL, else DATABASE_URL, else local postgres).
+bench-import: venv
+	$(BIN)/python bench/bench_import.py

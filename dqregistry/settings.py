@@ -222,6 +222,7 @@ except ValueError:
 DQ_METRICS_TOKEN = _read("DQ_METRICS_TOKEN", env.str, "")
 DQ_CONTENT_MIN_SCORE = _read("DQ_CONTENT_MIN_SCORE", env.int, 70)
 DQ_REHEARSAL_MAX_AGE_DAYS = _read("DQ_REHEARSAL_MAX_AGE_DAYS", env.int, 90)
+DQ_BOARD_REFRESH_SECONDS = _read("DQ_BOARD_REFRESH_SECONDS", env.int, 60)
 
 LOGGING = {
     "version": 1,

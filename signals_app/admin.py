@@ -1,8 +1,34 @@
-from django.contrib import admin
+"""The admin is where owners live (issue 5).
+
+Owners change thresholds, baselines, changes and rollback notes only of the routes
+they own, `Route.objects.owned_by(user)` being the one definition (the API uses it
+too); everyone with a login reads everything. The route page is the one place:
+what the route promises, its statuses, charts, incidents, baselines, changes and
+rollback notes.
+"""
+
+import json
+from datetime import timedelta
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
+from . import charts, evaluation
 from .models import (
     Baseline,
     Change,
@@ -18,12 +44,232 @@ from .models import (
     Service,
     ServiceKey,
     Signal,
+    Status,
     Threshold,
+    review_queue_order,
 )
 
 admin.site.site_header = "dq-registry"
 admin.site.site_title = "dq-registry"
 admin.site.index_title = "Data quality signals"
+admin.site.site_url = "/board"
+
+SILENCE_HOURS = (1, 4, 24, 72)
+RECENT_CHANGES = 5
+
+
+# --- who owns what ------------------------------------------------------------
+
+
+def owned_route_ids(request):
+    """Ids of the routes the user owns (Route.objects.owned_by), one query per request."""
+    if not hasattr(request, "_dq_owned_route_ids"):
+        request._dq_owned_route_ids = frozenset(
+            Route.objects.owned_by(request.user).values_list("pk", flat=True)
+        )
+    return request._dq_owned_route_ids
+
+
+def owns_route(request, route_id):
+    return request.user.is_superuser or route_id in owned_route_ids(request)
+
+
+def cached_choices(request, key, queryset):
+    """Select choices built once per request: inline rows then cost no query each."""
+    cache = request.__dict__.setdefault("_dq_choices", {})
+    if key not in cache:
+        cache[key] = [("", "---------"), *((obj.pk, str(obj)) for obj in queryset)]
+    return cache[key]
+
+
+class RouteOwnedAdmin:
+    """For models hanging off a route: owners see and change only their routes' rows."""
+
+    def get_queryset(self, request):
+        # Change and history pages name the object too: fetch what its __str__ needs.
+        queryset = super().get_queryset(request).select_related(*self.list_select_related)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(route__in=Route.objects.owned_by(request.user).values("pk"))
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or owns_route(request, obj.route_id))
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or owns_route(request, obj.route_id))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "route":
+            # An add form offers only the routes the user owns.
+            kwargs["queryset"] = Route.objects.owned_by(request.user).select_related("service")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class RouteChildInline:
+    """Inlines of the route page: editable only on a route the user owns."""
+
+    def has_add_permission(self, request, obj=None):
+        allowed = super().has_add_permission(request, obj)
+        return allowed and (obj is None or owns_route(request, obj.pk))
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or owns_route(request, obj.pk))
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or owns_route(request, obj.pk))
+
+
+class AuditedAdmin(SimpleHistoryAdmin):
+    """History (who, when, old → new) without the `updated_at` noise in every diff."""
+
+    history_noise = ("updated_at",)
+    object_history_list_template = "admin/signals_app/object_history_list.html"
+
+    def set_history_delta_changes(self, request, historical_records, foreign_keys_are_objs=True):
+        previous = None
+        for current in historical_records:
+            if previous is not None:
+                delta = previous.diff_against(
+                    current,
+                    excluded_fields=self.history_noise,
+                    foreign_keys_are_objs=foreign_keys_are_objs,
+                )
+                helper = self.get_historical_record_context_helper(request, previous)
+                previous.history_delta_changes = helper.context_for_delta_changes(delta)
+            previous = current
+
+
+# --- the big table ------------------------------------------------------------
+
+
+def estimated_count(queryset, *, exact_below=200, sqlite_cap=10_000):
+    """How many rows, without COUNT(*) over the readings.
+
+    PostgreSQL: pg_class.reltuples for the whole table, the planner's row estimate for
+    a filtered one. An estimate can be stale (reltuples is -1 or 0 before the first
+    ANALYZE) and the changelist loads ALL rows unpaginated when the count is at most
+    one page, so a count capped at `exact_below` + 1 rows (it reads no more than
+    that) checks it: below the cap it is exact. Unfiltered, both come in one query.
+    Other databases (SQLite in development): a count capped at `sqlite_cap` rows.
+    """
+    if connection.vendor != "postgresql":
+        return queryset.order_by()[:sqlite_cap].count()
+    cap = exact_below + 1
+    if not queryset.query.where:
+        table = connection.ops.quote_name(queryset.model._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint,"
+                f" (SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT %s) AS capped)"
+                " FROM pg_class WHERE oid = %s::regclass",
+                [cap, queryset.model._meta.db_table],
+            )
+            estimate, capped = cursor.fetchone()
+        return capped if capped < cap else max(estimate, cap)
+    plan = queryset.order_by().explain(format="json")
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    estimate = int(plan[0]["Plan"]["Plan Rows"])
+    if estimate <= exact_below:
+        return queryset.order_by()[:cap].count()
+    return estimate
+
+
+class EstimatedCountPaginator(Paginator):
+    @cached_property
+    def count(self):
+        return estimated_count(self.object_list)
+
+
+# --- route page pieces --------------------------------------------------------
+
+
+def threshold_status_rows(route, thresholds):
+    """Current status per threshold, evaluated on demand (evaluation.route_status)."""
+    status = evaluation.route_status(route)
+    by_id = {threshold.pk: threshold for threshold in thresholds}
+    rows = []
+    for entry in status["thresholds"]:
+        threshold = by_id.get(entry["threshold"])
+        if threshold is None:  # added between the two reads
+            continue
+        rows.append(
+            {**entry, "threshold": threshold, "status_label": Status(entry["status"]).label}
+        )
+    return status, rows
+
+
+def change_verdict_rows(changes):
+    """Recent changes with their before/after verdicts (evaluation.compare_change)."""
+    return [{"change": change, "verdict": None, "reason": ""} for change in changes]
+
+
+def status_badge(status):
+    return format_html('<span class="dq-badge dq-{}">{}</span>', status, Status(status).label)
+
+
+# --- forms --------------------------------------------------------------------
+
+
+class ThresholdForm(forms.ModelForm):
+    class Meta:
+        model = Threshold
+        fields = [
+            "route",
+            "signal",
+            "environment",
+            "statistic",
+            "cache_segment",
+            "window_minutes",
+            "warn",
+            "critical",
+            "min_samples",
+            "sustain_minutes",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        signal, warn, critical = (cleaned.get(k) for k in ("signal", "warn", "critical"))
+        if signal is not None:
+            # The model copies the direction on save; the check constraint needs it now.
+            self.instance.direction = signal.direction
+        if signal is None or warn is None or critical is None:
+            return cleaned
+        if signal.direction == Signal.Direction.HIGHER_IS_WORSE and critical < warn:
+            self.add_error(
+                "critical",
+                f"For {signal.key} higher is worse, so critical must be at or above warn "
+                f"(warn {warn}, critical {critical}).",
+            )
+        if signal.direction == Signal.Direction.LOWER_IS_WORSE and critical > warn:
+            self.add_error(
+                "critical",
+                f"For {signal.key} lower is worse, so critical must be at or below warn "
+                f"(warn {warn}, critical {critical}).",
+            )
+        return cleaned
+
+
+class RollbackNoteForm(forms.ModelForm):
+    class Meta:
+        model = RollbackNote
+        fields = ["route", "change", "steps", "command", "owner"]
+
+    def clean(self):
+        cleaned = super().clean()
+        change, route = cleaned.get("change"), cleaned.get("route") or self.instance_route()
+        if change is not None and route is not None and change.route_id != route.pk:
+            self.add_error("change", f"This change belongs to another route ({change.route}).")
+        return cleaned
+
+    def instance_route(self):
+        return self.instance.route if self.instance.route_id else None
+
+
+# --- reference data -----------------------------------------------------------
 
 
 @admin.register(Owner)
@@ -94,16 +340,300 @@ class SignalAdmin(admin.ModelAdmin):
     search_fields = ["key", "name"]
 
 
+# --- the route page -----------------------------------------------------------
+
+
+class RehearsalFilter(admin.SimpleListFilter):
+    title = "rollback rehearsal"
+    parameter_name = "rehearsal"
+
+    def lookups(self, request, model_admin):
+        days = settings.DQ_REHEARSAL_MAX_AGE_DAYS
+        return [
+            ("due", f"missing or older than {days} days"),
+            ("missing", "no rehearsed rollback note"),
+            ("stale", f"older than {days} days"),
+        ]
+
+    def queryset(self, request, queryset):
+        days = settings.DQ_REHEARSAL_MAX_AGE_DAYS
+        if self.value() == "missing":
+            return queryset.rehearsal_missing()
+        if self.value() == "stale":
+            return queryset.rehearsal_stale(days)
+        if self.value() == "due":
+            return queryset.rehearsal_due(days)
+        return queryset
+
+
+class MineFilter(admin.SimpleListFilter):
+    title = "ownership"
+    parameter_name = "mine"
+
+    def lookups(self, request, model_admin):
+        return [("1", "routes I own")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "1":
+            return queryset.filter(pk__in=Route.objects.owned_by(request.user).values("pk"))
+        return queryset
+
+
+class ThresholdInline(RouteChildInline, admin.TabularInline):
+    model = Threshold
+    form = ThresholdForm
+    extra = 0
+    fields = [
+        "signal",
+        "environment",
+        "statistic",
+        "cache_segment",
+        "window_minutes",
+        "warn",
+        "critical",
+        "min_samples",
+        "sustain_minutes",
+    ]
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return (
+            super().get_queryset(request).select_related("route__service", "signal", "environment")
+        )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name in ("signal", "environment"):
+            field.choices = cached_choices(request, db_field.name, field.queryset)
+        return field
+
+
+class RollbackNoteInline(RouteChildInline, admin.StackedInline):
+    model = RollbackNote
+    form = RollbackNoteForm
+    extra = 0
+    fields = [
+        "steps",
+        "command",
+        "owner",
+        "change",
+        ("rehearsed_at", "rehearsed_by", "rehearsal_outcome"),
+    ]
+    readonly_fields = ["rehearsed_at", "rehearsed_by", "rehearsal_outcome"]
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("route__service", "owner", "rehearsed_by", "change")
+        )
+
+    def get_formset(self, request, obj=None, **kwargs):
+        request._dq_route = obj
+        return super().get_formset(request, obj, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        route = getattr(request, "_dq_route", None)
+        if db_field.name == "change":
+            # Only this route's changes, as one cached list for every row.
+            kwargs["queryset"] = Change.objects.filter(route=route).select_related("route__service")
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name in ("owner", "change"):
+            field.choices = cached_choices(request, db_field.name, field.queryset)
+        return field
+
+
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "service", "method", "path", "owner"]
-    list_filter = ["service", "owner", "method"]
+    list_display = [
+        "__str__",
+        "owner",
+        "last_rehearsal",
+        "page_link",
+    ]
+    list_filter = [MineFilter, RehearsalFilter, "service", "owner", "method"]
     list_select_related = ["service", "owner"]
     search_fields = ["path", "service__slug", "owner__name"]
+    fieldsets = [
+        (None, {"fields": ["service", "method", "path", "owner"]}),
+        (
+            "What the route promises",
+            {"fields": ["expected_input", "expected_result", "user_impact", "notes"]},
+        ),
+    ]
+    inlines = [ThresholdInline, RollbackNoteInline]
+
+    def get_queryset(self, request):
+        # GROUP BY drops the model's default ordering; pickers and pages need one.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("service", "owner")
+            .with_last_rehearsal()
+            .order_by("service__slug", "path", "method")
+        )
+
+    @admin.display(description="last rehearsal", ordering="last_rehearsed_at")
+    def last_rehearsal(self, route):
+        if route.last_rehearsed_at is None:
+            return "never"
+        return f"{route.last_rehearsed_at:%Y-%m-%d}"
+
+    @admin.display(description="")
+    def page_link(self, route):
+        return format_html(
+            '<a href="{}">open</a>', reverse("admin:signals_app_route_change", args=[route.pk])
+        )
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or owns_route(request, obj.pk))
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or owns_route(request, obj.pk))
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not request.user.is_superuser:
+            # An owner curates the route but cannot move it to another service or team.
+            return ["service", "owner"]
+        return []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if not request.user.is_superuser:
+            if db_field.name == "owner":
+                kwargs["queryset"] = Owner.objects.filter(members=request.user)
+            if db_field.name == "service":
+                kwargs["queryset"] = Service.objects.filter(owner__members=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if request.path.endswith("/autocomplete/"):
+            # Route pickers (threshold, baseline, change, rollback note) offer own routes only.
+            queryset = queryset.filter(pk__in=Route.objects.owned_by(request.user).values("pk"))
+        return queryset, may_have_duplicates
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/incidents/<int:incident_id>/<str:action>/",
+                view(self.incident_action),
+                name="signals_app_route_incident",
+            ),
+            path(
+                "<path:object_id>/rollback-notes/<int:note_id>/rehearsed/",
+                view(self.rehearsal_action),
+                name="signals_app_route_rehearsal",
+            ),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:
+            context.update(self.route_page_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def route_page_context(self, request, route):
+        thresholds = list(
+            route.thresholds.select_related("signal", "environment").order_by(
+                "signal__key", "environment__slug", "statistic", "cache_segment"
+            )
+        )
+        baselines = list(
+            route.baselines.filter(active=True).select_related(
+                "signal", "environment", "captured_by"
+            )
+        )
+        status, rows = threshold_status_rows(route, thresholds)
+        return {
+            "route": route,
+            "route_status": status["status"],
+            "route_status_label": Status(status["status"]).label,
+            "evaluated_at": status["evaluated_at"],
+            "status_rows": rows,
+            "charts": charts.route_charts(route, thresholds, baselines),
+            "baselines": baselines,
+            "open_incidents": list(
+                route.incidents.open().select_related(
+                    "threshold__signal",
+                    "threshold__environment",
+                    "acknowledged_by",
+                    "silenced_by",
+                )
+            ),
+            "recent_changes": change_verdict_rows(
+                route.changes.select_related("environment", "created_by")[:RECENT_CHANGES]
+            ),
+            "rollback_notes": list(route.rollback_notes.select_related("rehearsed_by")),
+            "can_act": self.has_change_permission(request, route),
+            "silence_hours": SILENCE_HOURS,
+            "rehearsal_outcomes": RollbackNote.Outcome.choices,
+            "readings_url": reverse("admin:signals_app_reading_changelist")
+            + f"?route__id__exact={route.pk}",
+        }
+
+    def _acting_on(self, request, object_id):
+        if request.method != "POST":
+            return None, HttpResponseNotAllowed(["POST"])
+        route = get_object_or_404(Route.objects.select_related("service"), pk=unquote(object_id))
+        if not self.has_change_permission(request, route):
+            raise PermissionDenied
+        return route, None
+
+    def _back(self, route):
+        return HttpResponseRedirect(reverse("admin:signals_app_route_change", args=[route.pk]))
+
+    def incident_action(self, request, object_id, incident_id, action):
+        route, refused = self._acting_on(request, object_id)
+        if refused:
+            return refused
+        incident = get_object_or_404(Incident, pk=incident_id, route=route)
+        if action == "acknowledge":
+            incident.acknowledge(request.user, request.POST.get("note", "").strip())
+            messages.success(request, f"Acknowledged: {incident}.")
+        elif action == "silence":
+            reason = request.POST.get("reason", "").strip()
+            try:
+                hours = int(request.POST.get("hours", ""))
+            except ValueError:
+                hours = None
+            if hours not in SILENCE_HOURS or not reason:
+                messages.error(
+                    request,
+                    "Not silenced: choose how long "
+                    f"({', '.join(str(h) for h in SILENCE_HOURS)} hours) and say why.",
+                )
+            else:
+                until = timezone.now() + timedelta(hours=hours)
+                incident.silence(request.user, until, reason)
+                messages.success(request, f"Silenced until {until:%Y-%m-%d %H:%M} UTC.")
+        else:
+            messages.error(request, f"Unknown incident action {action!r}.")
+        return self._back(route)
+
+    def rehearsal_action(self, request, object_id, note_id):
+        route, refused = self._acting_on(request, object_id)
+        if refused:
+            return refused
+        note = get_object_or_404(RollbackNote, pk=note_id, route=route)
+        outcome = request.POST.get("outcome", "")
+        if outcome not in RollbackNote.Outcome.values:
+            messages.error(request, "Not recorded: the outcome must be passed or failed.")
+        else:
+            note.record_rehearsal(request.user, outcome)
+            messages.success(request, f"Rehearsal recorded: {outcome}.")
+        return self._back(route)
+
+
+# --- curated by owners --------------------------------------------------------
 
 
 @admin.register(Threshold)
-class ThresholdAdmin(SimpleHistoryAdmin):
+class ThresholdAdmin(RouteOwnedAdmin, AuditedAdmin):
+    form = ThresholdForm
     list_display = [
         "route",
         "signal",
@@ -115,13 +645,24 @@ class ThresholdAdmin(SimpleHistoryAdmin):
         "critical",
     ]
     list_filter = ["environment", "signal", "statistic", "cache_segment"]
-    list_select_related = ["route__service", "signal", "environment"]
+    list_select_related = ["route__service", "signal", "environment", "state"]
     search_fields = ["route__path", "route__service__slug", "signal__key"]
-    raw_id_fields = ["route"]
+    autocomplete_fields = ["route"]
+
+    class Media:
+        css = {"all": ["signals_app/dq.css"]}
+
+    def get_list_display(self, request):
+        return [*self.list_display, "last_status"]
+
+    @admin.display(description="last status")
+    def last_status(self, threshold):
+        state = getattr(threshold, "state", None)
+        return status_badge(state.status if state else Status.NO_DATA)
 
 
 @admin.register(Baseline)
-class BaselineAdmin(SimpleHistoryAdmin):
+class BaselineAdmin(RouteOwnedAdmin, AuditedAdmin):
     list_display = [
         "route",
         "signal",
@@ -136,7 +677,91 @@ class BaselineAdmin(SimpleHistoryAdmin):
     list_filter = ["active", "environment", "signal", "cache_segment"]
     list_select_related = ["route__service", "signal", "environment"]
     search_fields = ["route__path", "route__service__slug", "note"]
-    raw_id_fields = ["route"]
+    autocomplete_fields = ["route"]
+    readonly_fields = ["captured_by"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.captured_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Change)
+class ChangeAdmin(RouteOwnedAdmin, AuditedAdmin):
+    list_display = ["variable", "route", "environment", "applied_at", "release", "cache_cleared"]
+    list_filter = ["environment"]
+    list_select_related = ["route__service", "environment"]
+    search_fields = ["variable", "summary", "release", "route__path"]
+    autocomplete_fields = ["route"]
+    readonly_fields = ["created_by"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:
+            context.update(self.change_page_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def change_page_context(self, request, change):
+        try:
+            minutes = max(5, min(int(request.GET.get("minutes", 60)), 24 * 60))
+        except ValueError:
+            minutes = 60
+        thresholds = Threshold.objects.filter(route_id=change.route_id).select_related("signal")
+        return {
+            "minutes": minutes,
+            "minute_choices": (15, 30, 60, 120, 240),
+            "comparison_rows": [],
+            "charts": charts.change_charts(
+                change, list(Signal.objects.all()), list(thresholds), minutes=minutes
+            ),
+        }
+
+
+@admin.register(RollbackNote)
+class RollbackNoteAdmin(RouteOwnedAdmin, AuditedAdmin):
+    form = RollbackNoteForm
+    list_display = ["route", "owner", "rehearsed_at", "rehearsed_by", "rehearsal_outcome"]
+    list_filter = ["rehearsal_outcome"]
+    list_select_related = ["route__service", "owner", "rehearsed_by"]
+    search_fields = ["route__path", "steps", "command"]
+    autocomplete_fields = ["route", "change"]
+    # Set only by the rehearsal action, so who and when can be trusted.
+    readonly_fields = ["rehearsed_at", "rehearsed_by", "rehearsal_outcome"]
+    actions = ["rehearsed_passed", "rehearsed_failed"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "owner" and not request.user.is_superuser:
+            kwargs["queryset"] = Owner.objects.filter(members=request.user)
+        if db_field.name == "change":
+            kwargs["queryset"] = Change.objects.filter(
+                route__in=Route.objects.owned_by(request.user).values("pk")
+            ).select_related("route__service")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _record(self, request, queryset, outcome):
+        notes = [
+            n for n in queryset.select_related("route") if self.has_change_permission(request, n)
+        ]
+        for note in notes:
+            note.record_rehearsal(request.user, outcome)
+        self.message_user(
+            request, f"Recorded a {outcome} rehearsal in staging on {len(notes)} rollback note(s)."
+        )
+
+    @admin.action(description="Rehearsed in staging: passed", permissions=["change"])
+    def rehearsed_passed(self, request, queryset):
+        self._record(request, queryset, RollbackNote.Outcome.PASSED)
+
+    @admin.action(description="Rehearsed in staging: failed", permissions=["change"])
+    def rehearsed_failed(self, request, queryset):
+        self._record(request, queryset, RollbackNote.Outcome.FAILED)
+
+
+# --- read-mostly --------------------------------------------------------------
 
 
 @admin.register(Reading)
@@ -152,20 +777,113 @@ class ReadingAdmin(admin.ModelAdmin):
     ]
     list_filter = ["environment", "signal", "cache_status"]
     list_select_related = ["route__service", "signal", "environment"]
-    search_fields = ["idempotency_key", "release"]
+    search_fields = ["=idempotency_key", "=release"]
     raw_id_fields = ["service", "route"]
-    # Readings are the big table: never COUNT(*) all of them for the changelist.
+    # Readings are the big table: never COUNT(*) them for the changelist.
     show_full_result_count = False
-    date_hierarchy = None
+    paginator = EstimatedCountPaginator
+
+    def has_add_permission(self, request):
+        return False  # readings arrive through the API
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+class OpenFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "open"), ("resolved", "resolved")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.open()
+        if self.value() == "resolved":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
 
 
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
-    list_display = ["threshold", "level", "peak_value", "opened_at", "resolved_at"]
-    list_filter = ["level"]
-    list_select_related = ["threshold__route__service", "threshold__signal"]
+    list_display = [
+        "threshold",
+        "level",
+        "peak_value",
+        "opened_at",
+        "acknowledged_by",
+        "silenced_until",
+        "resolved_at",
+    ]
+    list_filter = [OpenFilter, "level"]
+    list_select_related = [
+        "threshold__route__service",
+        "threshold__signal",
+        "threshold__environment",
+        "acknowledged_by",
+    ]
     search_fields = ["route__path", "route__service__slug"]
     raw_id_fields = ["threshold", "route"]
+    fields = [
+        "threshold",
+        "route",
+        "level",
+        "peak_value",
+        "opened_at",
+        "resolved_at",
+        ("acknowledged_at", "acknowledged_by"),
+        "acknowledgement_note",
+        ("silenced_until", "silenced_by"),
+        "silence_reason",
+    ]
+    readonly_fields = [
+        "threshold",
+        "route",
+        "level",
+        "peak_value",
+        "opened_at",
+        "resolved_at",
+        "acknowledged_at",
+        "acknowledged_by",
+        "silenced_by",
+    ]
+    actions = ["acknowledge"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related(*self.list_select_related, "route__service", "silenced_by")
+        )
+
+    def has_add_permission(self, request):
+        return False  # incidents are opened by evaluation
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or owns_route(request, obj.route_id))
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def save_model(self, request, obj, form, change):
+        # Who acknowledged or silenced is the person saving, never a typed-in name.
+        if "acknowledgement_note" in form.changed_data and obj.acknowledged_at is None:
+            obj.acknowledged_at, obj.acknowledged_by = timezone.now(), request.user
+        if {"silenced_until", "silence_reason"} & set(form.changed_data):
+            obj.silenced_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Acknowledge", permissions=["change"])
+    def acknowledge(self, request, queryset):
+        incidents = [i for i in queryset if self.has_change_permission(request, i)]
+        for incident in incidents:
+            incident.acknowledge(request.user, incident.acknowledgement_note)
+        self.message_user(request, f"Acknowledged {len(incidents)} incident(s).")
 
 
 @admin.register(EvaluationRun)
@@ -177,38 +895,294 @@ class EvaluationRunAdmin(admin.ModelAdmin):
         "incidents_opened",
         "incidents_resolved",
     ]
-    search_fields = ["started_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
-@admin.register(Change)
-class ChangeAdmin(SimpleHistoryAdmin):
-    list_display = ["variable", "route", "environment", "applied_at", "release", "cache_cleared"]
-    list_filter = ["environment"]
-    list_select_related = ["route__service", "environment"]
-    search_fields = ["variable", "summary", "release", "route__path"]
-    raw_id_fields = ["route"]
+class ScoreBandFilter(admin.SimpleListFilter):
+    title = "score band"
+    parameter_name = "score_band"
+
+    def lookups(self, request, model_admin):
+        minimum, high = settings.DQ_CONTENT_MIN_SCORE, ContentItem.HIGH_SCORE
+        return [
+            ("low", f"a score below {minimum}"),
+            ("medium", f"all {minimum} or more, one below {high}"),
+            ("high", f"all {high} or more"),
+            ("unscored", "a score missing"),
+        ]
+
+    def queryset(self, request, queryset):
+        return queryset.score_band(self.value()) if self.value() else queryset
 
 
-@admin.register(RollbackNote)
-class RollbackNoteAdmin(SimpleHistoryAdmin):
-    list_display = ["route", "owner", "rehearsed_at", "rehearsed_by", "rehearsal_outcome"]
-    list_filter = ["rehearsal_outcome"]
-    list_select_related = ["route__service", "owner", "rehearsed_by"]
-    search_fields = ["route__path", "steps", "command"]
-    raw_id_fields = ["route", "change"]
+class ReviewInline(admin.TabularInline):
+    """The review history on the item page, newest first."""
+
+    model = Review
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "reviewer", "decision", "version", "note"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-pk"]
+    verbose_name_plural = "review history"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("reviewer")
+
+
+def _bullets(items):
+    if not items:
+        return "—"
+    return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((i,) for i in items)))
 
 
 @admin.register(ContentItem)
 class ContentItemAdmin(SimpleHistoryAdmin):
-    list_display = ["reference", "title", "review_status", "quality", "imported_at"]
-    list_filter = ["review_status", "needs_human_review", "ai_generated_style"]
+    """The review queue: needs_review first, oldest first; reviewers decide on one item
+    (its page) or many (the actions), with an optional note."""
+
+    list_display = [
+        "reference",
+        "title",
+        "review_status",
+        "quality",
+        "freshness",
+        "depth",
+        "clarity",
+        "needs_human_review",
+        "imported_at",
+    ]
+    list_filter = [
+        "review_status",
+        ScoreBandFilter,
+        "needs_human_review",
+        "ai_generated_style",
+        "has_images",
+        "image_heavy",
+    ]
     search_fields = ["reference", "title", "topic"]
+    actions = ["mark_reviewed", "request_changes"]
+    inlines = [ReviewInline]
+    change_form_template = "admin/signals_app/contentitem/change_form.html"
+    fieldsets = [
+        (
+            "Review",
+            {
+                "fields": [
+                    "review_status",
+                    "revision_status",
+                    "version",
+                    "last_reviewed_at",
+                    "needs_human_review",
+                    "missing_fields_list",
+                ]
+            },
+        ),
+        ("Scores", {"fields": [("quality", "freshness", "depth", "clarity")]}),
+        ("Flags", {"fields": [("ai_generated_style", "has_images", "image_heavy")]}),
+        (
+            "Document",
+            {
+                "fields": [
+                    "reference",
+                    "source_id",
+                    "title",
+                    "topic",
+                    "summary",
+                    "ai_brief",
+                    ("code_language", "difficulty", "reading_time", "view_count"),
+                    "content_hash",
+                    ("imported_at", "updated_at"),
+                ]
+            },
+        ),
+        (
+            "Lists",
+            {
+                "fields": [
+                    "outline_list",
+                    "stack_list",
+                    "tools_list",
+                    "checklist_list",
+                    "entities_list",
+                    "image_sources_list",
+                    "payload_list",
+                    "notes_list",
+                ]
+            },
+        ),
+        ("Article", {"fields": ["body"], "classes": ["collapse"]}),
+    ]
+
+    # Content comes from import_content and changes by review decisions only.
+    def has_add_permission(self, request):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [
+            name
+            for fieldset in self.fieldsets
+            for entry in fieldset[1]["fields"]
+            for name in (entry if isinstance(entry, tuple) else (entry,))
+        ]
+
+    def get_ordering(self, request):
+        return review_queue_order()
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        if match and match.url_name == "signals_app_contentitem_changelist":
+            # The queue never shows the article: leave the largest column in the table.
+            queryset = queryset.defer("body")
+        return queryset
+
+    def has_review_permission(self, request):
+        return ContentItem.can_be_reviewed_by(request.user)
+
+    # -- the list fields, as lists
+
+    @admin.display(description="AI outline")
+    def outline_list(self, item):
+        return _bullets(item.ai_outline)
+
+    @admin.display(description="stack")
+    def stack_list(self, item):
+        return _bullets(item.stack)
+
+    @admin.display(description="tools")
+    def tools_list(self, item):
+        return _bullets(item.tools)
+
+    @admin.display(description="checklist")
+    def checklist_list(self, item):
+        return _bullets(item.checklist)
+
+    @admin.display(description="notes")
+    def notes_list(self, item):
+        return _bullets(item.notes)
+
+    @admin.display(description="missing meta fields")
+    def missing_fields_list(self, item):
+        return _bullets([name.replace("_", " ") for name in item.missing_fields])
+
+    @admin.display(description="entities")
+    def entities_list(self, item):
+        return _bullets(
+            format_html("{} <small>({})</small>", e.get("name", ""), e.get("type", ""))
+            for e in item.entities
+        )
+
+    @admin.display(description="image sources")
+    def image_sources_list(self, item):
+        return _bullets(
+            format_html(
+                '{} — {} <a href="{}" rel="noopener noreferrer">{}</a>',
+                image.get("caption", ""),
+                image.get("source", ""),
+                image.get("url", "") if _is_web_url(image.get("url", "")) else "#",
+                image.get("url", ""),
+            )
+            for image in item.image_sources
+        )
+
+    @admin.display(description="payload")
+    def payload_list(self, item):
+        return _bullets(f"{key}: {value}" for key, value in item.payload.items())
+
+    # -- review decisions
+
+    @admin.action(description="Mark selected content as reviewed", permissions=["review"])
+    def mark_reviewed(self, request, queryset):
+        return self._decide(request, queryset, Review.Decision.REVIEWED)
+
+    @admin.action(description="Request changes to selected content", permissions=["review"])
+    def request_changes(self, request, queryset):
+        return self._decide(request, queryset, Review.Decision.CHANGES_REQUESTED)
+
+    def _decide(self, request, queryset, decision):
+        """First a page that asks for an optional note; its submit records the decision."""
+        if "apply" not in request.POST:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"{Review.Decision(decision).label.capitalize()}: add a note",
+                "opts": self.model._meta,
+                "items": queryset.order_by("reference"),
+                "decision": Review.Decision(decision),
+                "action": request.POST.get("action"),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(
+                request, "admin/signals_app/contentitem/review_selected.html", context
+            )
+        reviews = queryset.review(request.user, decision, request.POST.get("note", "").strip())
+        self.message_user(
+            request,
+            f"{len(reviews)} item(s) marked {Review.Decision(decision).label}.",
+            messages.SUCCESS,
+        )
+        return None
+
+    def get_urls(self):
+        review = self.admin_site.admin_view(self.review_view)
+        return [
+            path("<path:object_id>/review/", review, name="signals_app_contentitem_review"),
+            *super().get_urls(),
+        ]
+
+    def review_view(self, request, object_id):
+        """The decision form on the item page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        item = get_object_or_404(ContentItem, pk=object_id)
+        decision = request.POST.get("decision")
+        if decision not in Review.Decision.values:
+            self.message_user(request, "Choose reviewed or changes requested.", messages.ERROR)
+        else:
+            ContentItem.objects.filter(pk=item.pk).review(
+                request.user, decision, request.POST.get("note", "").strip()
+            )
+            self.message_user(
+                request, f"{item.reference} marked {Review.Decision(decision).label}."
+            )
+        return redirect("admin:signals_app_contentitem_change", item.pk)
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["can_review"] = self.has_review_permission(request)
+        context["review_decisions"] = Review.Decision.choices
+        return super().render_change_form(request, context, *args, **kwargs)
+
+
+def _is_web_url(url):
+    return url.startswith(("https://", "http://"))
 
 
 @admin.register(Review)
 class ReviewAdmin(admin.ModelAdmin):
-    list_display = ["item", "decision", "reviewer", "version", "created_at"]
-    list_filter = ["decision"]
+    """Decisions are an audit trail: recorded by reviewers, never edited here."""
+
+    list_display = ["item", "decision", "reviewer", "version", "note", "created_at"]
+    list_filter = ["decision", "reviewer"]
     list_select_related = ["item", "reviewer"]
-    search_fields = ["item__reference", "note"]
-    raw_id_fields = ["item"]
+    search_fields = ["item__reference", "item__title", "note"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["item", "decision", "reviewer", "version", "note", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -40,6 +40,8 @@ from .models import (
     MISS_STATUSES,
     Baseline,
     CacheSegment,
+    Change,
+    Environment,
     EvaluationRun,
     Incident,
     Reading,
@@ -637,3 +639,568 @@ def summary_line(run):
         f"incidents opened={run.incidents_opened} escalated={run.incidents_escalated} "
         f"resolved={run.incidents_resolved}"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines
+# ---------------------------------------------------------------------------------------------
+
+SEGMENTS = (CacheSegment.ALL, CacheSegment.HIT, CacheSegment.MISS)
+DEFAULT_BASELINE_MINUTES = 60
+# Serialises captures on PostgreSQL: deactivate-then-insert must not interleave with another
+# capture of the same key (the partial unique index baseline_one_active_per_key would refuse
+# the second insert). Captures are rare, one lock for all keys is enough.
+_CAPTURE_LOCK_ID = 0x44510001
+
+
+@dataclass(frozen=True)
+class BaselineKey:
+    route_id: int
+    signal_id: int
+    environment_id: int
+    cache_segment: str
+
+
+@dataclass
+class CaptureResult:
+    baselines: list
+    skipped: list  # BaselineKeys without readings in the window
+    start: datetime
+    end: datetime
+
+
+def capture_window(*, start=None, end=None, minutes=None, now=None):
+    """(start, end) of a capture: explicit, or `minutes` (default 60) ending at `end` or now.
+
+    Raises ValueError when the window is empty or reaches into the future.
+    """
+    now = now or timezone.now()
+    end = end or now
+    if start is None:
+        start = end - timedelta(minutes=minutes or DEFAULT_BASELINE_MINUTES)
+    if start >= end:
+        raise ValueError("the window must end after it starts")
+    if end > now:
+        raise ValueError("the window must not end in the future")
+    return start, end
+
+
+def capture_baselines(keys, *, start, end, user=None, note="", exclude_incidents=False, now=None):
+    """Capture one baseline per key over the window (start, end], in one statistics query.
+
+    Each new baseline becomes the active one for its key; the previous active baseline is kept
+    as history with active=False. Keys without readings in the window are skipped (an empty
+    baseline must not replace a measured one). With `exclude_incidents`, readings observed
+    while an incident of the same route and environment was open are left out.
+    Returns a `CaptureResult`.
+    """
+    keys = list(dict.fromkeys(keys))
+    stats = window_stats(
+        Window(
+            route_id=key.route_id,
+            signal_id=key.signal_id,
+            environment_id=key.environment_id,
+            segment=key.cache_segment,
+            start=start,
+            end=end,
+            exclude_incidents=exclude_incidents,
+        )
+        for key in keys
+    )
+    captured_at = now or timezone.now()
+    new, skipped = [], []
+    for key, key_stats in zip(keys, stats, strict=True):
+        if key_stats.count == 0:
+            skipped.append(key)
+            continue
+        new.append(
+            Baseline(
+                route_id=key.route_id,
+                signal_id=key.signal_id,
+                environment_id=key.environment_id,
+                cache_segment=key.cache_segment,
+                window_start=start,
+                window_end=end,
+                count=key_stats.count,
+                p50=key_stats.p50,
+                p95=key_stats.p95,
+                p99=key_stats.p99,
+                mean=key_stats.mean,
+                excludes_incidents=exclude_incidents,
+                captured_at=captured_at,
+                captured_by=user if getattr(user, "pk", None) else None,
+                note=note,
+                active=True,
+            )
+        )
+    if new:
+        _store_baselines(new, user, note)
+    return CaptureResult(baselines=new, skipped=skipped, start=start, end=end)
+
+
+def _store_baselines(new, user, note):
+    from simple_history.utils import bulk_create_with_history, bulk_update_with_history
+
+    captured = {(b.route_id, b.signal_id, b.environment_id, b.cache_segment) for b in new}
+    history_user = user if getattr(user, "pk", None) else None
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CAPTURE_LOCK_ID])
+        previous = [
+            baseline
+            for baseline in Baseline.objects.filter(
+                active=True, route_id__in={b.route_id for b in new}
+            ).select_for_update()
+            if (
+                baseline.route_id,
+                baseline.signal_id,
+                baseline.environment_id,
+                baseline.cache_segment,
+            )
+            in captured
+        ]
+        for baseline in previous:
+            baseline.active = False
+        if previous:
+            bulk_update_with_history(
+                previous,
+                Baseline,
+                ["active"],
+                batch_size=1000,
+                default_user=history_user,
+                default_change_reason="replaced by a new capture",
+            )
+        created = bulk_create_with_history(
+            new, Baseline, batch_size=1000, default_user=history_user, default_change_reason=note
+        )
+        for baseline, stored in zip(new, created, strict=True):
+            baseline.pk = stored.pk
+
+
+def baseline_keys(routes, *, signals=None, environments=None, segments=SEGMENTS):
+    """Every key of some routes × signals × environments × segments (defaults: all signals,
+    production)."""
+    signal_ids = (
+        [s.pk for s in signals] if signals else list(Signal.objects.values_list("pk", flat=True))
+    )
+    environment_ids = (
+        [e.pk for e in environments]
+        if environments
+        else list(Environment.objects.filter(slug="production").values_list("pk", flat=True))
+    )
+    return [
+        BaselineKey(route.pk, signal_id, environment_id, segment)
+        for route in routes
+        for signal_id in signal_ids
+        for environment_id in environment_ids
+        for segment in segments
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparisons: before vs after a change, active baseline vs now
+# ---------------------------------------------------------------------------------------------
+
+NOISE_BAND_PCT = 5.0
+MIN_COMPARISON_SAMPLES = 20
+CACHE_MIX_POINTS = 10.0
+# The signal that measures the cache itself: its mix moving is the result, not a confounder.
+CACHE_SIGNAL_KEY = "cache_hit"
+
+
+class Verdict:
+    IMPROVED = "improved"
+    REGRESSED = "regressed"
+    UNCHANGED = "unchanged"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Reason:
+    TOO_FEW_SAMPLES = "too_few_samples"
+    CACHE_MIX_MOVED = "cache_mix_moved"
+    CONFOUNDED = "confounded"
+    NO_WINDOW = "no_window"
+
+
+@dataclass(frozen=True)
+class ComparisonSettings:
+    noise_band_pct: float = NOISE_BAND_PCT
+    min_samples: int = MIN_COMPARISON_SAMPLES
+    cache_mix_points: float = CACHE_MIX_POINTS
+
+    def as_dict(self):
+        return {
+            "noise_band_pct": self.noise_band_pct,
+            "min_samples": self.min_samples,
+            "cache_mix_points": self.cache_mix_points,
+        }
+
+
+def verdict_statistics(signal):
+    """What decides a verdict: median and tail for durations/counts/scores, the mean for
+    ratios (a ratio reading is often 0 or 1, so its percentiles say little)."""
+    if signal.kind == Signal.Kind.RATIO:
+        return ("mean",)
+    return ("p50", "p95")
+
+
+def _summary(stats):
+    """samples, p50, p95, mean of a Stats or a Baseline."""
+    return {
+        "samples": stats.count,
+        "p50": stats.p50,
+        "p95": stats.p95,
+        "mean": stats.mean,
+    }
+
+
+def _hit_ratio(hit, miss):
+    known = hit.count + miss.count
+    return hit.count / known if known else None
+
+
+def _direction_of(signal, before, after, noise_band_pct):
+    """better / worse / same for one statistic."""
+    if before is None or after is None:
+        return None
+    if before == 0:
+        if after == 0:
+            return "same"
+    elif abs(after - before) / abs(before) * 100 <= noise_band_pct:
+        return "same"
+    return "worse" if is_worse(signal, after, before) else "better"
+
+
+def _segment_entry(signal, segment, before, after, *, confounded, mix_moved, settings):
+    before_summary, after_summary = _summary(before), _summary(after)
+    entry = {
+        "segment": segment,
+        "before": before_summary,
+        "after": after_summary,
+        "delta": {},
+        "delta_pct": {},
+    }
+    for name in ("p50", "p95", "mean"):
+        b, a = before_summary[name], after_summary[name]
+        entry["delta"][name] = a - b if a is not None and b is not None else None
+        entry["delta_pct"][name] = percent_change(b, a)
+
+    if confounded:
+        verdict, reason = Verdict.INCONCLUSIVE, Reason.CONFOUNDED
+        detail = "another change on this route and environment overlaps the windows"
+    elif before.count < settings.min_samples or after.count < settings.min_samples:
+        verdict, reason = Verdict.INCONCLUSIVE, Reason.TOO_FEW_SAMPLES
+        detail = (
+            f"{before.count} readings before and {after.count} after; "
+            f"at least {settings.min_samples} each are needed"
+        )
+    elif segment == CacheSegment.ALL and mix_moved is not None:
+        verdict, reason = Verdict.INCONCLUSIVE, Reason.CACHE_MIX_MOVED
+        detail = (
+            f"the cache hit ratio moved {mix_moved:+.1f} points "
+            f"(more than {settings.cache_mix_points:g}); compare the hit and miss segments"
+        )
+    else:
+        moves = {
+            name: _direction_of(
+                signal, before_summary[name], after_summary[name], settings.noise_band_pct
+            )
+            for name in verdict_statistics(signal)
+        }
+        reason = None
+        if "worse" in moves.values():
+            verdict = Verdict.REGRESSED
+        elif "better" in moves.values():
+            verdict = Verdict.IMPROVED
+        else:
+            verdict = Verdict.UNCHANGED
+        detail = ", ".join(
+            f"{name} {entry['delta_pct'][name]:+.1f}%"
+            if entry["delta_pct"][name] is not None
+            else f"{name} {entry['delta'][name]:+g}"
+            for name in moves
+        )
+    entry.update(verdict=verdict, reason=reason, detail=detail)
+    return entry
+
+
+def _signal_entry(signal, environment, before, after, *, mix, confounded, settings, extra=None):
+    """One signal. `before`/`after` map segment -> Stats (a Baseline on the before side of a
+    baseline comparison; only the segments of `before` are compared); `mix` is
+    ((hit, miss) before, (hit, miss) after) Stats giving the cache hit ratios."""
+    (hit_before, miss_before), (hit_after, miss_after) = mix
+    ratio_before = _hit_ratio(hit_before, miss_before)
+    ratio_after = _hit_ratio(hit_after, miss_after)
+    moved = None
+    if ratio_before is not None and ratio_after is not None:
+        moved_points = (ratio_after - ratio_before) * 100
+        if abs(moved_points) > settings.cache_mix_points and signal.key != CACHE_SIGNAL_KEY:
+            moved = moved_points
+    segments = [
+        _segment_entry(
+            signal,
+            segment,
+            before[segment],
+            after[segment],
+            confounded=confounded,
+            mix_moved=moved,
+            settings=settings,
+        )
+        for segment in SEGMENTS
+        if segment in before
+    ]
+    headline = next((s for s in segments if s["segment"] == CacheSegment.ALL), None)
+    if headline is not None:
+        verdict, reason, detail = headline["verdict"], headline["reason"], headline["detail"]
+    else:
+        verdict, reason = combine_verdicts(segments)
+        detail = "; ".join(f"{s['segment']}: {s['verdict']}" for s in segments)
+    entry = {
+        "signal": signal.key,
+        "unit": signal.unit,
+        "direction": signal.direction,
+        "environment": environment.slug,
+        **(extra or {}),
+        "cache_hit_ratio": {
+            "before": ratio_before,
+            "after": ratio_after,
+            "moved_points": (ratio_after - ratio_before) * 100
+            if ratio_before is not None and ratio_after is not None
+            else None,
+        },
+        "verdict": verdict,
+        "reason": reason,
+        "detail": detail,
+        "segments": segments,
+    }
+    return entry
+
+
+def combine_verdicts(entries):
+    """One verdict of several: regressed if any regressed, else inconclusive if any is,
+    else improved if any improved, else unchanged. Never hides a regression or a doubt."""
+    verdicts = [entry["verdict"] for entry in entries]
+    if not verdicts:
+        return Verdict.INCONCLUSIVE, Reason.TOO_FEW_SAMPLES
+    if Verdict.REGRESSED in verdicts:
+        return Verdict.REGRESSED, None
+    for entry in entries:
+        if entry["verdict"] == Verdict.INCONCLUSIVE:
+            return Verdict.INCONCLUSIVE, entry["reason"]
+    if Verdict.IMPROVED in verdicts:
+        return Verdict.IMPROVED, None
+    return Verdict.UNCHANGED, None
+
+
+def _change_summary(change):
+    return {
+        "id": change.pk,
+        "variable": change.variable,
+        "applied_at": change.applied_at,
+        "release": change.release,
+    }
+
+
+def compare_change(change, minutes=60, now=None, *, settings=None):
+    """Before vs after a change: windows of equal length on both sides of `applied_at`.
+
+    before = (applied_at - L, applied_at], after = (applied_at, applied_at + L] with
+    L = `minutes`, shortened to the time elapsed since applied_at while the after window is
+    still filling (both sides keep the same length). Per signal with readings and per cache
+    segment: samples, p50, p95, mean, delta, delta %, cache hit ratio and a verdict.
+    Two queries for the statistics and the overlapping changes, whatever the number of signals.
+    """
+    settings = settings or ComparisonSettings()
+    now = now or timezone.now()
+    applied = change.applied_at
+    elapsed = (now - applied).total_seconds() / 60
+    length = max(0.0, min(float(minutes), elapsed))
+    before_window = (applied - timedelta(minutes=length), applied)
+    after_window = (applied, applied + timedelta(minutes=length))
+    result = {
+        "kind": "change",
+        "change": {
+            **_change_summary(change),
+            "route": change.route_id,
+            "environment": change.environment.slug,
+        },
+        "minutes": length,
+        "minutes_requested": minutes,
+        "before": {"start": before_window[0], "end": before_window[1]},
+        "after": {"start": after_window[0], "end": after_window[1]},
+        **settings.as_dict(),
+    }
+    if length == 0:
+        result.update(
+            confounded_by=[],
+            signals=[],
+            verdict=Verdict.INCONCLUSIVE,
+            reason=Reason.NO_WINDOW,
+            detail="the change is not applied yet; there is no after window",
+        )
+        return result
+
+    others = list(
+        Change.objects.filter(
+            route_id=change.route_id,
+            environment_id=change.environment_id,
+            applied_at__gt=before_window[0],
+            applied_at__lte=after_window[1],
+        )
+        .exclude(pk=change.pk)
+        .order_by("applied_at")
+    )
+    signals = list(Signal.objects.all())
+    windows = [
+        Window(change.route_id, sig.pk, change.environment_id, segment, *bounds)
+        for sig in signals
+        for bounds in (before_window, after_window)
+        for segment in SEGMENTS
+    ]
+    stats = iter(window_stats(windows))
+    entries = []
+    for sig in signals:
+        before = {segment: next(stats) for segment in SEGMENTS}
+        after = {segment: next(stats) for segment in SEGMENTS}
+        if before[CacheSegment.ALL].count == 0 and after[CacheSegment.ALL].count == 0:
+            continue  # this route does not report this signal
+        mix = tuple((side[CacheSegment.HIT], side[CacheSegment.MISS]) for side in (before, after))
+        entries.append(
+            _signal_entry(
+                sig,
+                change.environment,
+                before,
+                after,
+                mix=mix,
+                confounded=bool(others),
+                settings=settings,
+            )
+        )
+    verdict, reason = combine_verdicts(entries)
+    result.update(
+        confounded_by=[_change_summary(other) for other in others],
+        signals=entries,
+        verdict=verdict,
+        reason=reason,
+        detail=_headline_detail(entries, others),
+    )
+    return result
+
+
+def _headline_detail(entries, others):
+    if others:
+        names = ", ".join(
+            f"#{o.pk} {o.variable!r} at {o.applied_at:%Y-%m-%d %H:%M}" for o in others
+        )
+        return f"confounded by {names}"
+    return "; ".join(f"{e['signal']}: {e['verdict']}" for e in entries) or "no readings"
+
+
+def compare_to_baseline(route, minutes=60, now=None, *, environment=None, settings=None):
+    """The route's active baselines vs the last `minutes`, per signal, environment, segment.
+
+    The current window is (now - minutes, now], moved to start at the baseline's end when they
+    would overlap: a baseline never includes the window it is compared with. A change on the
+    route and environment applied inside either window confounds the comparison (a change
+    between the two windows is what is being judged). Three queries: baselines, statistics
+    (current window per segment plus the baseline window's cache mix), changes.
+    """
+    settings = settings or ComparisonSettings()
+    now = now or timezone.now()
+    baselines = Baseline.objects.filter(route=route, active=True).select_related(
+        "signal", "environment"
+    )
+    if environment is not None:
+        baselines = baselines.filter(environment=environment)
+    groups = {}
+    for baseline in baselines.order_by("signal__key", "environment__slug", "cache_segment"):
+        key = (baseline.signal, baseline.environment)
+        groups.setdefault(key, {})[baseline.cache_segment] = baseline
+
+    windows = []
+    for (sig, env), by_segment in groups.items():
+        reference = max(by_segment.values(), key=lambda b: b.window_end)
+        start = min(now, max(now - timedelta(minutes=minutes), reference.window_end))
+        # current all/hit/miss, then the baseline window's hit/miss for its cache mix
+        windows += [Window(route.pk, sig.pk, env.pk, seg, start, now) for seg in SEGMENTS]
+        windows += [
+            Window(
+                route.pk,
+                sig.pk,
+                env.pk,
+                seg,
+                reference.window_start,
+                reference.window_end,
+                exclude_incidents=reference.excludes_incidents,
+            )
+            for seg in (CacheSegment.HIT, CacheSegment.MISS)
+        ]
+    stats = iter(window_stats(windows))
+    changes = list(Change.objects.filter(route=route).order_by("applied_at")) if groups else []
+
+    entries = []
+    for (sig, env), by_segment in groups.items():
+        current = {segment: next(stats) for segment in SEGMENTS}
+        base_hit, base_miss = next(stats), next(stats)
+        reference = max(by_segment.values(), key=lambda b: b.window_end)
+        start = min(now, max(now - timedelta(minutes=minutes), reference.window_end))
+        windows_of_comparison = [(b.window_start, b.window_end) for b in by_segment.values()]
+        windows_of_comparison.append((start, now))
+        overlapping = [
+            change
+            for change in changes
+            if change.environment_id == env.pk
+            and any(lo < change.applied_at <= hi for lo, hi in windows_of_comparison)
+        ]
+        entry = _signal_entry(
+            sig,
+            env,
+            by_segment,
+            current,
+            mix=((base_hit, base_miss), (current[CacheSegment.HIT], current[CacheSegment.MISS])),
+            confounded=bool(overlapping),
+            settings=settings,
+            extra={
+                "baselines": [
+                    {
+                        "id": b.pk,
+                        "cache_segment": b.cache_segment,
+                        "window_start": b.window_start,
+                        "window_end": b.window_end,
+                        "captured_at": b.captured_at,
+                        "note": b.note,
+                    }
+                    for b in by_segment.values()
+                ],
+                "window": {
+                    "start": start,
+                    "end": now,
+                    "minutes": (now - start).total_seconds() / 60,
+                },
+                "confounded_by": [_change_summary(change) for change in overlapping],
+            },
+        )
+        if start >= now:
+            entry.update(
+                verdict=Verdict.INCONCLUSIVE,
+                reason=Reason.NO_WINDOW,
+                detail="the baseline ends now; there is no window after it yet",
+            )
+        entries.append(entry)
+    verdict, reason = combine_verdicts(entries)
+    if entries:
+        detail = "; ".join(f"{e['signal']} ({e['environment']}): {e['verdict']}" for e in entries)
+    else:
+        reason, detail = Reason.NO_WINDOW, "the route has no active baseline; capture one first"
+    return {
+        "kind": "baseline",
+        "route": route.pk,
+        "minutes_requested": minutes,
+        "now": now,
+        **settings.as_dict(),
+        "signals": entries,
+        "verdict": verdict,
+        "reason": reason,
+        "detail": detail,
+    }

@@ -4,12 +4,15 @@ Readings are the only large table: nothing points at a reading, so it can be
 partitioned by time and pruned later.
 """
 
+import functools
 import hashlib
+import operator
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.core.exceptions import PermissionDenied
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
@@ -149,6 +152,31 @@ class RouteQuerySet(models.QuerySet):
         if user.is_superuser:
             return self
         return self.filter(owner__members=user)
+
+    def with_last_rehearsal(self):
+        """Annotate `last_rehearsed_at`: the latest passed rehearsal of a rollback note."""
+        return self.annotate(
+            last_rehearsed_at=models.Max(
+                "rollback_notes__rehearsed_at",
+                filter=Q(rollback_notes__rehearsal_outcome=RollbackNote.Outcome.PASSED),
+            )
+        )
+
+    def rehearsal_missing(self):
+        """Routes with no rollback note rehearsed (and passed) in staging."""
+        return self.with_last_rehearsal().filter(last_rehearsed_at__isnull=True)
+
+    def rehearsal_stale(self, max_age_days):
+        """Routes whose last passed rehearsal is older than `max_age_days`."""
+        cutoff = timezone.now() - timedelta(days=max_age_days)
+        return self.with_last_rehearsal().filter(last_rehearsed_at__lt=cutoff)
+
+    def rehearsal_due(self, max_age_days):
+        """Routes needing a rehearsal: none passed yet, or the last one is too old."""
+        cutoff = timezone.now() - timedelta(days=max_age_days)
+        return self.with_last_rehearsal().filter(
+            Q(last_rehearsed_at__isnull=True) | Q(last_rehearsed_at__lt=cutoff)
+        )
 
 
 class Route(models.Model):
@@ -513,6 +541,38 @@ class Baseline(models.Model):
             f"{self.window_start:%Y-%m-%d %H:%M}–{self.window_end:%H:%M}"
         )
 
+    @classmethod
+    def capture(
+        cls,
+        route,
+        signal,
+        environment,
+        cache_segment=CacheSegment.ALL,
+        *,
+        start=None,
+        end=None,
+        minutes=None,
+        user=None,
+        note="",
+        exclude_incidents=False,
+    ):
+        """Measure the window (start, end] (or the `minutes` before `end`/now, default 60)
+        and make it the active baseline of its key; the previous one is kept, inactive.
+        Returns the new baseline, or None when the window has no readings.
+        See `signals_app.evaluation.capture_baselines` for many keys in one query."""
+        from .evaluation import BaselineKey, capture_baselines, capture_window
+
+        start, end = capture_window(start=start, end=end, minutes=minutes)
+        result = capture_baselines(
+            [BaselineKey(route.pk, signal.pk, environment.pk, cache_segment)],
+            start=start,
+            end=end,
+            user=user,
+            note=note,
+            exclude_incidents=exclude_incidents,
+        )
+        return result.baselines[0] if result.baselines else None
+
 
 class Reading(models.Model):
     """One measurement. `service` is stored so idempotency keys are unique per service."""
@@ -648,9 +708,94 @@ class RollbackNote(models.Model):
     def __str__(self):
         return f"rollback for {self.route}"
 
+    def record_rehearsal(self, user, outcome, *, when=None):
+        """Record a rehearsal in staging (who, when, outcome); history keeps the old one."""
+        self.rehearsed_at = when or timezone.now()
+        self.rehearsed_by = user
+        self.rehearsal_outcome = outcome
+        self.save(update_fields=["rehearsed_at", "rehearsed_by", "rehearsal_outcome", "updated_at"])
+
+
+REVIEWERS_GROUP = "Reviewers"
+
+
+class ContentItemQuerySet(models.QuerySet):
+    def review_queue(self):
+        """needs_review first, then the longest waiting (oldest import of its current version)."""
+        return self.order_by(*review_queue_order())
+
+    def score_band(self, band, minimum=None):
+        """Items whose lowest score is in a band: `low` (any score below the minimum,
+        settings.DQ_CONTENT_MIN_SCORE), `medium` (all at or above it, one below
+        HIGH_SCORE), `high` (all at or above HIGH_SCORE) or `unscored` (a score missing).
+        """
+        minimum = settings.DQ_CONTENT_MIN_SCORE if minimum is None else minimum
+        scores = ContentItem.SCORE_FIELDS
+        all_at_least = [Q(**{f"{name}__gte": minimum}) for name in scores]
+        if band == "low":
+            return self.filter(_any(Q(**{f"{name}__lt": minimum}) for name in scores))
+        if band == "unscored":
+            return self.filter(_any(Q(**{f"{name}__isnull": True}) for name in scores))
+        high = ContentItem.HIGH_SCORE
+        all_high = [Q(**{f"{name}__gte": high}) for name in scores]
+        if band == "medium":
+            return self.filter(*all_at_least).exclude(_all(all_high))
+        if band == "high":
+            return self.filter(*all_high)
+        raise ValueError(f"unknown score band {band!r}; expected low, medium, high or unscored")
+
+    def review(self, reviewer, decision, note=""):
+        """Record one reviewer decision on every item here: a Review row each, and the
+        item's review_status set to the decision. Raises PermissionDenied for non-reviewers.
+        """
+        if not ContentItem.can_be_reviewed_by(reviewer):
+            raise PermissionDenied("only reviewers may review content")
+        decision = Review.Decision(decision)
+        now = timezone.now()
+        with transaction.atomic():
+            # Lock the rows so that the versions recorded are the versions decided on,
+            # even when an import updates the same items at the same time.
+            items = list(self.order_by("pk").select_for_update().only("pk", "version"))
+            reviews = Review.objects.bulk_create(
+                Review(
+                    item=item,
+                    reviewer=reviewer,
+                    decision=decision,
+                    note=note,
+                    version=item.version,
+                    created_at=now,
+                )
+                for item in items
+            )
+            changes = {"review_status": decision.value, "updated_at": now}
+            if decision == Review.Decision.REVIEWED:
+                changes["last_reviewed_at"] = timezone.localdate(now)
+            ContentItem.objects.filter(pk__in=[item.pk for item in items]).update(**changes)
+        return reviews
+
+
+def review_queue_order():
+    # The content_review_queue index (review_status, imported_at) serves this order.
+    waiting = models.Case(
+        models.When(review_status=ContentItem.ReviewStatus.NEEDS_REVIEW, then=0),
+        default=1,
+    )
+    return [waiting.asc(), "imported_at", "pk"]
+
+
+def _any(conditions):
+    return functools.reduce(operator.or_, conditions)
+
+
+def _all(conditions):
+    return functools.reduce(operator.and_, conditions)
+
 
 class ContentItem(models.Model):
     """A content document with its quality scores, flags and review status."""
+
+    SCORE_FIELDS = ("quality", "freshness", "depth", "clarity")
+    HIGH_SCORE = 90
 
     class ReviewStatus(models.TextChoices):
         DRAFT = "draft"
@@ -689,6 +834,9 @@ class ContentItem(models.Model):
     image_sources = models.JSONField(default=list, blank=True)
     payload = models.JSONField(default=dict, blank=True)
     notes = models.JSONField(default=list, blank=True)
+    missing_fields = models.JSONField(
+        default=list, blank=True, help_text="Meta fields the document did not give."
+    )
     review_status = models.CharField(
         max_length=17, choices=ReviewStatus.choices, default=ReviewStatus.NEEDS_REVIEW
     )
@@ -696,6 +844,8 @@ class ContentItem(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     history = HistoricalRecords(excluded_fields=["body"])
+
+    objects = ContentItemQuerySet.as_manager()
 
     class Meta:
         ordering = ["reference"]
@@ -716,6 +866,46 @@ class ContentItem(models.Model):
 
     def __str__(self):
         return f"{self.reference}: {self.title}"
+
+    # A document's revision status, as the review status it keeps on import.
+    REVISION_STATUSES = {
+        "draft": ReviewStatus.DRAFT,
+        "reviewed": ReviewStatus.REVIEWED,
+        "approved": ReviewStatus.REVIEWED,
+        "published": ReviewStatus.REVIEWED,
+        "changes requested": ReviewStatus.CHANGES_REQUESTED,
+        "changes_requested": ReviewStatus.CHANGES_REQUESTED,
+        "rejected": ReviewStatus.CHANGES_REQUESTED,
+    }
+
+    @staticmethod
+    def can_be_reviewed_by(user):
+        """Reviewers: members of the Reviewers group or holders of review_contentitem."""
+        if user is None or not user.is_active:
+            return False
+        return (
+            user.has_perm("signals_app.review_contentitem")
+            or user.groups.filter(name=REVIEWERS_GROUP).exists()
+        )
+
+    @classmethod
+    def review_status_on_import(cls, document, *, changed, min_score=None):
+        """The review status an imported version of `document` (an item or a parsed
+        document: anything with the item's fields) starts in.
+
+        needs_review when the document asks for a human review, any score is below
+        the minimum (a missing score counts as below: nobody measured it), or the item
+        changed since it was last imported (and so since its last review); otherwise
+        what its revision status says (an unknown revision status needs review too).
+        """
+        minimum = settings.DQ_CONTENT_MIN_SCORE if min_score is None else min_score
+        if document.needs_human_review or changed:
+            return cls.ReviewStatus.NEEDS_REVIEW
+        scores = [getattr(document, name) for name in cls.SCORE_FIELDS]
+        if any(score is None or score < minimum for score in scores):
+            return cls.ReviewStatus.NEEDS_REVIEW
+        status = document.revision_status.strip().lower()
+        return cls.REVISION_STATUSES.get(status, cls.ReviewStatus.NEEDS_REVIEW)
 
 
 class Review(models.Model):

@@ -1,8 +1,18 @@
+from collections import defaultdict
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from . import charts
+from .evaluation import worst_status
+from .models import Incident, Owner, Route, Status, Threshold
 
 
 @never_cache
@@ -46,3 +56,94 @@ def ready(request):
             status=503,
         )
     return JsonResponse({"status": "ok", "database": "ok", "pending_migrations": []})
+
+
+# --- status board -------------------------------------------------------------
+
+BOARD_STATUSES = [Status.CRITICAL, Status.WARN, Status.PENDING, Status.NO_DATA, Status.OK]
+
+
+@login_required
+@require_GET
+def board(request):
+    """Services → routes with status, sparkline, owner, last reading and open incidents."""
+    owner_filter = request.GET.get("owner", "")
+    status_filter = request.GET.get("status", "")
+    routes = Route.objects.select_related("service", "owner").order_by(
+        "service__slug", "path", "method"
+    )
+    if owner_filter == "mine":
+        routes = routes.owned_by(request.user) if not request.user.is_superuser else routes
+    elif owner_filter.isdigit():
+        routes = routes.filter(owner_id=int(owner_filter))
+    routes = list(routes)
+    route_ids = [route.pk for route in routes]
+
+    thresholds = defaultdict(list)
+    for threshold in (
+        Threshold.objects.filter(route_id__in=route_ids)
+        .select_related("signal", "environment", "state")
+        .order_by("-environment__is_production", "signal__key", "statistic")
+    ):
+        thresholds[threshold.route_id].append(threshold)
+    incidents = defaultdict(list)
+    for incident in (
+        Incident.objects.open()
+        .filter(route_id__in=route_ids)
+        .only("route_id", "level", "silenced_until")
+    ):
+        incidents[incident.route_id].append(incident)
+    now = timezone.now()
+    activity, start, bucket_seconds = charts.route_activity(
+        None if owner_filter == "" else route_ids, end=now
+    )
+
+    services, counts = {}, defaultdict(int)
+    for route in routes:
+        states = [getattr(t, "state", None) for t in thresholds[route.pk]]
+        status = worst_status(state.status if state else Status.NO_DATA for state in states)
+        counts[status] += 1
+        if status_filter and status != status_filter:
+            continue
+        seen = activity.get(route.pk)
+        primary = thresholds[route.pk][0] if thresholds[route.pk] else None
+        spark_title, points = "no readings in 24 h", {}
+        if seen:
+            if primary and (primary.signal_id, primary.environment_id) in seen["series"]:
+                pair = (primary.signal_id, primary.environment_id)
+                spark_title = f"{primary.signal.key} ({primary.environment.slug}) hourly mean"
+            else:
+                pair = max(seen["samples"], key=seen["samples"].get)
+                spark_title = "hourly mean of its busiest signal"
+            points = seen["series"][pair]
+        open_incidents = incidents[route.pk]
+        services.setdefault(route.service, []).append(
+            {
+                "route": route,
+                "status": status,
+                "status_label": Status(status).label,
+                "sparkline": charts.sparkline(
+                    points, start=start, end=now, bucket_seconds=bucket_seconds, title=spark_title
+                ),
+                "last_reading": seen["last"] if seen else None,
+                "open_incidents": len(open_incidents),
+                "incident_level": worst_status(i.level for i in open_incidents)
+                if open_incidents
+                else "",
+                "silenced": sum(1 for i in open_incidents if i.is_silenced),
+            }
+        )
+    return render(
+        request,
+        "board.html",
+        {
+            "services": list(services.items()),
+            "owners": Owner.objects.order_by("name"),
+            "owner_filter": owner_filter,
+            "status_filter": status_filter,
+            "statuses": [(s.value, s.label, counts[s.value]) for s in BOARD_STATUSES],
+            "route_count": len(routes),
+            "refresh_seconds": settings.DQ_BOARD_REFRESH_SECONDS,
+            "now": now,
+        },
+    )

@@ -2,6 +2,7 @@
 
 import itertools
 from datetime import timedelta
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -96,9 +97,87 @@ def make_readings(
     return Reading.objects.bulk_create(readings)
 
 
+def give_role(user, role="Owners"):
+    """Put a user in a role group made by `setup_roles` (Owners or Reviewers)."""
+    import io
+
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    if not Group.objects.filter(name=role).exists():
+        call_command("setup_roles", stdout=io.StringIO())
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 def make_key(service, **fields):
     """Issue a service key and return the full `dq_<prefix>.<secret>` string."""
     from signals_app.models import ServiceKey
 
     _key, raw = ServiceKey.issue(service, **fields)
     return raw
+
+
+def make_change(route, applied_at, *, variable=None, env="production", **fields):
+    from signals_app.models import Change
+
+    return Change.objects.create(
+        route=route,
+        environment=environment(env),
+        variable=variable or f"variable-{next(_counter)}",
+        applied_at=applied_at,
+        **fields,
+    )
+
+
+# ---- content
+
+SAMPLE_CONTENT = (
+    Path(__file__).resolve().parent.parent
+    / "signals_app"
+    / "demo"
+    / "content"
+    / "anp-ref-022359-4690.txt"
+)
+
+
+def content_text(*replacements):
+    """The sample document's text with each (old, new) replacement applied everywhere."""
+    text = SAMPLE_CONTENT.read_text(encoding="utf-8")
+    for old, new in replacements:
+        assert text.count(old) >= 1, f"{old!r} is not in the sample"
+        text = text.replace(old, new)
+    return text
+
+
+def write_content(directory, name, text, *, encoding="utf-8", newline="\n"):
+    path = Path(directory) / name
+    path.write_bytes(text.replace("\n", newline).encode(encoding))
+    return path
+
+
+def make_content_item(reference=None, **fields):
+    from signals_app.models import ContentItem
+
+    values = {
+        "reference": reference or f"ref-{next(_counter)}",
+        "title": "a content item",
+        "body": "the article",
+        "quality": 80,
+        "freshness": 80,
+        "depth": 80,
+        "clarity": 80,
+        "version": "1.0.0",
+        "content_hash": "abc",
+    }
+    values.update(fields)
+    return ContentItem.objects.create(**values)
+
+
+def make_reviewer(user):
+    from django.contrib.auth.models import Group
+
+    from signals_app.models import REVIEWERS_GROUP
+
+    user.groups.add(Group.objects.get(name=REVIEWERS_GROUP))
+    return user

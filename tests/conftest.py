@@ -1,6 +1,6 @@
 import pytest
 
-from tests.builders import make_owner, make_service, make_user
+from tests.builders import make_owner, make_reviewer, make_service, make_user
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +23,8 @@ def bob(db):
 
 @pytest.fixture
 def carol(db):
-    """carol reviews content."""
-    return make_user("carol", is_staff=True)
+    """carol reviews content (group Reviewers)."""
+    return make_reviewer(make_user("carol", is_staff=True))
 
 
 @pytest.fixture

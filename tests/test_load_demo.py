@@ -2,9 +2,10 @@ from io import StringIO
 
 import pytest
 from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from signals_app.models import Baseline, Change, Reading, Route, Threshold
+from signals_app.models import Baseline, Change, ContentItem, Reading, Route, Threshold
 
 
 def counts():
@@ -32,8 +33,9 @@ def test_load_demo_twice_leaves_every_count_unchanged():
 @pytest.mark.django_db
 def test_load_demo_builds_the_documented_registry():
     load_demo()
-    assert set(Route.objects.values_list("service__slug", flat=True)) == {"blog", "search"}
-    assert Route.objects.count() == 6
+    routes = Route.objects.exclude(service__slug="content")  # the content source's route
+    assert set(routes.values_list("service__slug", flat=True)) == {"blog", "search"}
+    assert routes.count() == 6
     assert not Route.objects.filter(expected_result="").exists()
     assert not Route.objects.filter(rollback_notes__isnull=True).exists()
     assert Threshold.objects.count() == 12
@@ -58,3 +60,13 @@ def test_demo_baseline_is_the_state_before_the_regression():
     assert baseline.window_end <= regression.applied_at
     assert baseline.count > 100
     assert baseline.p50 < baseline.p95 < baseline.p99
+
+
+@pytest.mark.django_db
+def test_load_demo_imports_the_content_samples_for_carol_to_review():
+    output = load_demo()
+    item = ContentItem.objects.get(reference="anp-ref-022359-4690")
+    assert item.quality == 80
+    assert "demo content: created 1, updated 0, unchanged 0, failed 0" in output
+    assert ContentItem.can_be_reviewed_by(get_user_model().objects.get(username="carol"))
+    assert "demo content: created 0, updated 0, unchanged 1, failed 0" in load_demo()

@@ -1,7 +1,7 @@
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import content_views, views
 
 # DESIGN.md: API paths are written without a trailing slash; the same path with one
 # works too (never a redirect that drops a POST body).
@@ -15,9 +15,15 @@ router.register("thresholds", views.ThresholdViewSet, basename="threshold")
 router.register("baselines", views.BaselineViewSet, basename="baseline")
 router.register("changes", views.ChangeViewSet, basename="change")
 router.register("rollback-notes", views.RollbackNoteViewSet, basename="rollback-note")
+router.register("content", content_views.ContentItemViewSet, basename="content")
 
 urlpatterns = [
     re_path(r"^readings/?$", views.ReadingsView.as_view(), name="readings"),
     # Other views (evaluation, content) go here, before the router.
+    re_path(
+        r"^content/(?P<reference>[\w.\-]+)/reviews/?$",
+        content_views.ContentReviewsView.as_view(),
+        name="content-reviews",
+    ),
     *router.urls,
 ]

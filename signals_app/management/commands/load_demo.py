@@ -8,14 +8,18 @@ import random
 import statistics
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from signals_app.content_import import content_signal_target, import_paths
 from signals_app.models import (
     MISS_STATUSES,
+    REVIEWERS_GROUP,
     Baseline,
     Change,
     Environment,
@@ -34,6 +38,8 @@ REQUEST_EVERY = timedelta(minutes=2)
 REGRESSION_AGO = timedelta(hours=6)
 # The lucky cache hit: a longer CDN TTL on /tags/{tag} raises the hit ratio, not the speed.
 TTL_CHANGE_AGO = timedelta(hours=20)
+# The content samples, copied into the repository so a fresh clone has them.
+DEMO_CONTENT = Path(__file__).resolve().parents[2] / "demo" / "content"
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,32 @@ class Command(BaseCommand):
             f"demo data: {len(routes)} routes, {Reading.objects.count()} readings "
             f"({created} new), {Change.objects.count()} changes"
         )
+        self.stdout.write(f"demo content: {self.load_content().summary}")
+
+    def load_content(self):
+        """The sample content documents, and carol, a reviewer, so the review queue can be
+        tried at once."""
+        User = get_user_model()
+        carol, created = User.objects.get_or_create(
+            username="carol", defaults={"is_staff": True, "email": "carol@example.com"}
+        )
+        if created:
+            carol.set_unusable_password()
+            carol.save(update_fields=["password"])
+        carol.groups.add(Group.objects.get(name=REVIEWERS_GROUP))
+        result = import_paths([DEMO_CONTENT])
+        route = content_signal_target()[0]
+        RollbackNote.objects.get_or_create(
+            route=route,
+            change=None,
+            defaults={
+                "steps": "Re-import the previous export: changed items are updated and go "
+                "back to needs_review; unchanged ones are left alone.",
+                "command": "python manage.py import_content exports/previous/",
+                "owner": route.owner,
+            },
+        )
+        return result
 
     def load_routes(self):
         User = get_user_model()

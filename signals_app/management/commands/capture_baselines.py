@@ -1,0 +1,108 @@
+import time
+from datetime import UTC, datetime
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from signals_app.evaluation import (
+    SEGMENTS,
+    baseline_keys,
+    capture_baselines,
+    capture_window,
+)
+from signals_app.models import Environment, Route, Signal
+
+
+def _when(value):
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise CommandError(f"expected an ISO 8601 time like 2026-11-26T07:00:00Z, got {value!r}")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+
+
+class Command(BaseCommand):
+    help = (
+        "Capture baselines (count, p50, p95, p99, mean) of routes over a window: every route, "
+        "or those of --service/--route; every signal unless --signal; production unless "
+        "--environment; the all, hit and miss segments unless --segment. Each becomes the "
+        "active baseline of its key, the previous one stays as history. One statistics query."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--service", action="append", default=[], metavar="SLUG")
+        parser.add_argument("--route", action="append", type=int, default=[], metavar="ID")
+        parser.add_argument("--signal", action="append", default=[], metavar="KEY")
+        parser.add_argument("--environment", action="append", default=[], metavar="SLUG")
+        parser.add_argument("--segment", action="append", choices=SEGMENTS, default=[])
+        parser.add_argument(
+            "--minutes", type=float, help="Window length before --end (default 60)."
+        )
+        parser.add_argument("--start", type=_when, help="Window start (ISO 8601), exclusive.")
+        parser.add_argument("--end", type=_when, help="Window end (ISO 8601, default now).")
+        parser.add_argument("--note", default="", help="Why this baseline was captured.")
+        parser.add_argument(
+            "--exclude-incidents",
+            action="store_true",
+            help="Leave out readings observed while an incident of the route was open.",
+        )
+        parser.add_argument("--user", help="Username recorded as captured_by.")
+
+    def handle(self, *args, **options):
+        started = time.perf_counter()
+        routes = Route.objects.all()
+        if options["service"]:
+            routes = routes.filter(service__slug__in=options["service"])
+        if options["route"]:
+            routes = routes.filter(pk__in=options["route"])
+        routes = list(routes.only("pk"))
+        signals = self._named(Signal, "key", options["signal"])
+        environments = self._named(Environment, "slug", options["environment"])
+        user = None
+        if options["user"]:
+            user = get_user_model().objects.filter(username=options["user"]).first()
+            if user is None:
+                raise CommandError(f"no user named {options['user']!r}")
+        try:
+            start, end = capture_window(
+                start=options["start"], end=options["end"], minutes=options["minutes"]
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        keys = baseline_keys(
+            routes,
+            signals=signals,
+            environments=environments,
+            segments=options["segment"] or SEGMENTS,
+        )
+        result = capture_baselines(
+            keys,
+            start=start,
+            end=end,
+            user=user,
+            note=options["note"],
+            exclude_incidents=options["exclude_incidents"],
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        self.stdout.write(
+            f"captured {len(result.baselines)} baselines for {len(routes)} routes over "
+            f"{_iso(start)} – {_iso(end)} ({len(result.skipped)} keys without readings "
+            f"skipped) in {elapsed:.0f} ms"
+        )
+
+    def _named(self, model, field, names):
+        if not names:
+            return None
+        found = list(model.objects.filter(**{f"{field}__in": names}))
+        missing = set(names) - {getattr(obj, field) for obj in found}
+        if missing:
+            raise CommandError(
+                f"unknown {model._meta.verbose_name} {', '.join(sorted(missing))}; "
+                f"known: {', '.join(model.objects.values_list(field, flat=True))}"
+            )
+        return found
+
+
+def _iso(moment: datetime):
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,311 @@
+"""Owners change thresholds, baselines, changes and rollback notes of their routes only."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from signals_app.models import Baseline, Change, RollbackNote, Threshold
+from tests.builders import environment, give_role, make_route, make_threshold, make_user, signal
+
+
+@pytest.fixture
+def alice_owner(alice, blog_team):
+    return give_role(alice)
+
+
+@pytest.fixture
+def blog_route(blog):
+    return make_route(blog, "/posts/{slug}")
+
+
+@pytest.fixture
+def search_route(search):
+    return make_route(search, "/search")
+
+
+def threshold_form(threshold, **changes):
+    data = {
+        "route": threshold.route_id,
+        "signal": threshold.signal_id,
+        "environment": threshold.environment_id,
+        "statistic": threshold.statistic,
+        "cache_segment": threshold.cache_segment,
+        "window_minutes": threshold.window_minutes,
+        "warn": threshold.warn,
+        "critical": threshold.critical,
+        "min_samples": threshold.min_samples,
+        "sustain_minutes": threshold.sustain_minutes,
+    }
+    data.update(changes)
+    return data
+
+
+def change_url(obj):
+    return reverse(f"admin:signals_app_{obj._meta.model_name}_change", args=[obj.pk])
+
+
+def make_owned_objects(route):
+    """One threshold, baseline, change and rollback note on `route`."""
+    now = timezone.now()
+    return {
+        "threshold": make_threshold(route),
+        "baseline": Baseline.objects.create(
+            route=route,
+            signal=signal(),
+            environment=environment(),
+            window_start=now - timedelta(hours=2),
+            window_end=now - timedelta(hours=1),
+        ),
+        "change": Change.objects.create(
+            route=route, environment=environment(), variable="ttl", applied_at=now
+        ),
+        "rollbacknote": RollbackNote.objects.create(route=route, steps="redeploy 1.7.8"),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", ["threshold", "baseline", "change", "rollbacknote"])
+def test_changelist_lists_only_the_owners_rows(
+    client, alice_owner, blog_route, search_route, model
+):
+    mine = make_owned_objects(blog_route)[model]
+    theirs = make_owned_objects(search_route)[model]
+    client.force_login(alice_owner)
+    response = client.get(reverse(f"admin:signals_app_{model}_changelist"))
+    assert response.status_code == 200
+    listed = {obj.pk for obj in response.context["cl"].result_list}
+    assert listed == {mine.pk}
+    assert theirs.pk not in listed
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", ["threshold", "baseline", "change", "rollbacknote"])
+def test_outsider_cannot_open_another_owners_row(client, alice_owner, search_route, model):
+    theirs = make_owned_objects(search_route)[model]
+    client.force_login(alice_owner)
+    response = client.get(change_url(theirs))
+    # The admin answers "doesn't exist" (a redirect to the index), never an edit form.
+    assert response.status_code == 302
+    assert response.url == reverse("admin:index")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", ["threshold", "baseline", "change", "rollbacknote"])
+def test_outsider_cannot_delete_another_owners_row(client, alice_owner, search_route, model):
+    theirs = make_owned_objects(search_route)[model]
+    client.force_login(alice_owner)
+    url = reverse(f"admin:signals_app_{model}_delete", args=[theirs.pk])
+    client.post(url, {"post": "yes"})
+    assert type(theirs).objects.filter(pk=theirs.pk).exists()
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_edit_threshold(client, alice_owner, search_route):
+    theirs = make_threshold(search_route, warn=300, critical=800)
+    client.force_login(alice_owner)
+    client.post(change_url(theirs), threshold_form(theirs, warn=1, critical=2))
+    theirs.refresh_from_db()
+    assert (theirs.warn, theirs.critical) == (300, 800)
+
+
+@pytest.mark.django_db
+def test_owner_edits_own_threshold(client, alice_owner, blog_route):
+    mine = make_threshold(blog_route, warn=300, critical=800)
+    client.force_login(alice_owner)
+    response = client.post(change_url(mine), threshold_form(mine, warn=350))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    mine.refresh_from_db()
+    assert mine.warn == 350
+
+
+@pytest.mark.django_db
+def test_team_member_edits_the_teams_threshold(client, bob, blog_route):
+    give_role(bob)
+    mine = make_threshold(blog_route, warn=300, critical=800)
+    client.force_login(bob)
+    response = client.post(change_url(mine), threshold_form(mine, critical=900))
+    assert response.status_code == 302
+    mine.refresh_from_db()
+    assert mine.critical == 900
+
+
+@pytest.mark.django_db
+def test_add_form_rejects_a_route_of_another_owner(client, alice_owner, search_route):
+    client.force_login(alice_owner)
+    data = threshold_form(make_threshold(make_route(search_route.service)))
+    data["route"] = search_route.pk
+    response = client.post(reverse("admin:signals_app_threshold_add"), data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "Select a valid choice" in errors["route"][0]
+    assert not Threshold.objects.filter(route=search_route).exists()
+
+
+@pytest.mark.django_db
+def test_add_form_offers_only_own_routes(client, alice_owner, blog_route, search_route):
+    client.force_login(alice_owner)
+    response = client.get(reverse("admin:signals_app_threshold_add"))
+    field = response.context["adminform"].form.fields["route"]
+    assert set(field.queryset) == {blog_route}
+
+
+@pytest.mark.django_db
+def test_route_picker_suggests_only_own_routes(client, alice_owner, blog_route, search_route):
+    client.force_login(alice_owner)
+    response = client.get(
+        reverse("admin:autocomplete"),
+        {
+            "app_label": "signals_app",
+            "model_name": "threshold",
+            "field_name": "route",
+            "term": "",
+        },
+    )
+    assert response.status_code == 200
+    assert [int(r["id"]) for r in response.json()["results"]] == [blog_route.pk]
+
+
+@pytest.mark.django_db
+def test_owner_adds_a_threshold_to_an_own_route(client, alice_owner, blog_route):
+    client.force_login(alice_owner)
+    data = {
+        "route": blog_route.pk,
+        "signal": signal().pk,
+        "environment": environment().pk,
+        "statistic": "p95",
+        "cache_segment": "miss",
+        "window_minutes": 15,
+        "warn": 300,
+        "critical": 800,
+        "min_samples": 20,
+        "sustain_minutes": 5,
+    }
+    response = client.post(reverse("admin:signals_app_threshold_add"), data)
+    assert response.status_code == 302
+    threshold = Threshold.objects.get(route=blog_route)
+    assert threshold.direction == "higher_worse"
+
+
+@pytest.mark.django_db
+def test_threshold_form_says_what_was_expected_when_levels_are_inverted(
+    client, alice_owner, blog_route
+):
+    mine = make_threshold(blog_route, warn=300, critical=800)
+    client.force_login(alice_owner)
+    response = client.post(change_url(mine), threshold_form(mine, warn=900, critical=800))
+    assert response.status_code == 200
+    message = response.context["adminform"].form.errors["critical"][0]
+    assert "critical must be at or above warn" in message
+    assert "warn 900" in message
+
+
+@pytest.mark.django_db
+def test_route_page_of_another_owner_is_read_only(client, alice_owner, search_route):
+    make_threshold(search_route)
+    client.force_login(alice_owner)
+    response = client.get(change_url(search_route))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "You do not own this route" in html
+    assert 'name="thresholds-0-warn"' not in html
+    assert 'name="path"' not in html
+    assert "Acknowledge" not in html
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_save_another_owners_route_page(client, alice_owner, search_route):
+    theirs = make_threshold(search_route, warn=300, critical=800)
+    client.force_login(alice_owner)
+    response = client.post(change_url(search_route), route_page_form(search_route, theirs, warn=1))
+    assert response.status_code == 403
+    theirs.refresh_from_db()
+    assert theirs.warn == 300
+
+
+def route_page_form(route, threshold, **threshold_changes):
+    data = {
+        "method": route.method,
+        "path": route.path,
+        "expected_input": route.expected_input,
+        "expected_result": route.expected_result,
+        "user_impact": route.user_impact,
+        "notes": route.notes,
+        "thresholds-TOTAL_FORMS": 1,
+        "thresholds-INITIAL_FORMS": 1,
+        "thresholds-MIN_NUM_FORMS": 0,
+        "thresholds-MAX_NUM_FORMS": 1000,
+        "rollback_notes-TOTAL_FORMS": 0,
+        "rollback_notes-INITIAL_FORMS": 0,
+        "rollback_notes-MIN_NUM_FORMS": 0,
+        "rollback_notes-MAX_NUM_FORMS": 1000,
+    }
+    for key, value in threshold_form(threshold, **threshold_changes).items():
+        data[f"thresholds-0-{key}"] = value
+    data["thresholds-0-id"] = threshold.pk
+    return data
+
+
+@pytest.mark.django_db
+def test_owner_edits_thresholds_inline_on_the_route_page(client, alice_owner, blog_route):
+    mine = make_threshold(blog_route, warn=300, critical=800)
+    client.force_login(alice_owner)
+    data = route_page_form(blog_route, mine, warn=250)
+    data["user_impact"] = "Readers see a spinner instead of the post."
+    response = client.post(change_url(blog_route), data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+    mine.refresh_from_db()
+    blog_route.refresh_from_db()
+    assert mine.warn == 250
+    assert blog_route.user_impact == "Readers see a spinner instead of the post."
+
+
+@pytest.mark.django_db
+def test_owner_cannot_move_a_route_to_another_team(client, alice_owner, blog_route, search):
+    mine = make_threshold(blog_route)
+    client.force_login(alice_owner)
+    data = route_page_form(blog_route, mine)
+    data.update(service=search.pk, owner=search.owner_id)
+    client.post(change_url(blog_route), data)
+    blog_route.refresh_from_db()
+    assert (blog_route.service_id, blog_route.owner_id) != (search.pk, search.owner_id)
+    assert blog_route.service.slug == "blog"
+
+
+@pytest.mark.django_db
+def test_someone_owning_nothing_sees_no_curated_rows(client, mallory, blog_route):
+    give_role(mallory)
+    make_owned_objects(blog_route)
+    client.force_login(mallory)
+    response = client.get(reverse("admin:signals_app_threshold_changelist"))
+    assert list(response.context["cl"].result_list) == []
+
+
+@pytest.mark.django_db
+def test_superuser_sees_and_edits_everything(client, blog_route, search_route):
+    admin_user = make_user("root", is_staff=True, is_superuser=True)
+    theirs = make_threshold(search_route, warn=300, critical=800)
+    make_threshold(blog_route)
+    client.force_login(admin_user)
+    response = client.get(reverse("admin:signals_app_threshold_changelist"))
+    assert len(response.context["cl"].result_list) == 2
+    response = client.post(change_url(theirs), threshold_form(theirs, warn=310))
+    assert response.status_code == 302
+    theirs.refresh_from_db()
+    assert theirs.warn == 310
+
+
+@pytest.mark.django_db
+def test_rollback_note_cannot_point_at_a_change_of_another_route(client, alice_owner, blog_route):
+    other_route = make_route(blog_route.service, "/feed")
+    change = Change.objects.create(
+        route=other_route, environment=environment(), variable="ttl", applied_at=timezone.now()
+    )
+    client.force_login(alice_owner)
+    response = client.post(
+        reverse("admin:signals_app_rollbacknote_add"),
+        {"route": blog_route.pk, "change": change.pk, "steps": "redeploy", "command": ""},
+    )
+    assert response.status_code == 200
+    assert "another route" in response.context["adminform"].form.errors["change"][0]

@@ -1,0 +1,206 @@
+"""The route page is the one place: promise, status, charts, incidents, baselines, changes,
+rollback notes."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from signals_app.models import Baseline, Change, Incident, RollbackNote
+from tests.builders import environment, give_role, make_readings, make_route, make_threshold
+
+
+@pytest.fixture
+def route(blog):
+    route = make_route(blog, "/posts/{slug}")
+    route.expected_input = "slug of a published post"
+    route.expected_result = "200 with the post HTML, cached 5 minutes"
+    route.user_impact = "Readers see a spinner instead of the post."
+    route.save()
+    return route
+
+
+@pytest.fixture
+def page(client, alice, blog_team, route):
+    give_role(alice)
+    client.force_login(alice)
+
+    def get():
+        response = client.get(reverse("admin:signals_app_route_change", args=[route.pk]))
+        assert response.status_code == 200
+        return response.content.decode()
+
+    return get
+
+
+def post_action(client, route, name, *args, **data):
+    return client.post(reverse(f"admin:signals_app_route_{name}", args=[route.pk, *args]), data)
+
+
+@pytest.mark.django_db
+def test_it_shows_what_the_route_promises_and_who_answers_for_it(page, route):
+    html = page()
+    assert "blog" in html
+    assert "Blog team" in html
+    assert "mailto:team@example.com" in html
+    assert "slug of a published post" in html
+    assert "200 with the post HTML, cached 5 minutes" in html
+    assert "Readers see a spinner instead of the post." in html
+
+
+@pytest.mark.django_db
+def test_it_charts_the_last_24_hours_of_each_thresholds_signal(page, route):
+    make_threshold(route, warn=300, critical=800)
+    make_readings(route, [120.0] * 20, step=timedelta(minutes=15))
+    make_readings(route, [12.0] * 20, cache_status="HIT", step=timedelta(minutes=15))
+    html = page()
+    assert html.count('<figure class="dq-chart"') == 1
+    assert 'class="series hit"' in html
+    assert 'class="series miss"' in html
+    assert "critical 800 ms" in html
+
+
+@pytest.mark.django_db
+def test_it_lists_open_incidents_with_acknowledge_and_silence(page, route):
+    threshold = make_threshold(route)
+    Incident.objects.create(threshold=threshold, route=route, level="critical", peak_value=950)
+    html = page()
+    assert "peak 950 ms" in html
+    assert ">Acknowledge<" in html
+    assert ">Silence<" in html
+
+
+@pytest.mark.django_db
+def test_owner_acknowledges_an_incident(client, page, alice, route):
+    page()
+    threshold = make_threshold(route)
+    incident = Incident.objects.create(
+        threshold=threshold, route=route, level="warn", peak_value=420
+    )
+    response = post_action(client, route, "incident", incident.pk, "acknowledge", note="on it")
+    assert response.status_code == 302
+    incident.refresh_from_db()
+    assert incident.acknowledged_by == alice
+    assert incident.acknowledgement_note == "on it"
+    assert incident.acknowledged_at is not None
+    assert "Acknowledged by alice" in page()
+
+
+@pytest.mark.django_db
+def test_owner_silences_an_incident_for_hours_with_a_reason(client, page, alice, route):
+    page()
+    incident = Incident.objects.create(
+        threshold=make_threshold(route), route=route, level="warn", peak_value=420
+    )
+    before = timezone.now()
+    post_action(client, route, "incident", incident.pk, "silence", hours=4, reason="deploy")
+    incident.refresh_from_db()
+    assert incident.silenced_by == alice
+    assert incident.silence_reason == "deploy"
+    assert before + timedelta(hours=4) <= incident.silenced_until
+    assert incident.silenced_until <= timezone.now() + timedelta(hours=4)
+
+
+@pytest.mark.django_db
+def test_silence_needs_a_reason(client, page, route):
+    page()
+    incident = Incident.objects.create(
+        threshold=make_threshold(route), route=route, level="warn", peak_value=420
+    )
+    response = post_action(client, route, "incident", incident.pk, "silence", hours=4, reason="")
+    assert response.status_code == 302
+    incident.refresh_from_db()
+    assert incident.silenced_until is None
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_acknowledge_another_owners_incident(client, mallory, search):
+    give_role(mallory)
+    theirs = make_route(search)
+    incident = Incident.objects.create(
+        threshold=make_threshold(theirs), route=theirs, level="warn", peak_value=420
+    )
+    client.force_login(mallory)
+    response = post_action(client, theirs, "incident", incident.pk, "acknowledge", note="x")
+    assert response.status_code == 403
+    incident.refresh_from_db()
+    assert incident.acknowledged_at is None
+
+
+@pytest.mark.django_db
+def test_incident_actions_answer_only_post(client, page, route):
+    page()
+    incident = Incident.objects.create(
+        threshold=make_threshold(route), route=route, level="warn", peak_value=420
+    )
+    url = reverse("admin:signals_app_route_incident", args=[route.pk, incident.pk, "acknowledge"])
+    assert client.get(url).status_code == 405
+
+
+@pytest.mark.django_db
+def test_it_lists_active_baselines_only(page, route):
+    threshold = make_threshold(route)
+    now = timezone.now()
+    fields = {
+        "route": route,
+        "signal": threshold.signal,
+        "environment": threshold.environment,
+        "window_start": now - timedelta(days=2),
+        "window_end": now - timedelta(days=1),
+    }
+    Baseline.objects.create(**fields, p50=111, p95=222, note="before the ttl change")
+    Baseline.objects.create(**fields, p50=999, p95=9999, active=False)
+    html = page()
+    assert "before the ttl change" in html
+    assert ">222<" in html
+    assert ">9999<" not in html
+
+
+@pytest.mark.django_db
+def test_it_lists_recent_changes(page, route):
+    for hours in range(7):
+        Change.objects.create(
+            route=route,
+            environment=environment(),
+            variable=f"change {hours}",
+            applied_at=timezone.now() - timedelta(hours=hours),
+        )
+    section = page().split('<section id="changes">')[1].split("</section>")[0]
+    assert "change 0" in section
+    assert "change 4" in section
+    assert "change 5" not in section  # the five most recent
+
+
+@pytest.mark.django_db
+def test_owner_records_a_rehearsal_from_the_route_page(client, page, alice, route):
+    note = RollbackNote.objects.create(route=route, steps="redeploy 1.7.8")
+    assert "never rehearsed" in page()
+    response = post_action(client, route, "rehearsal", note.pk, outcome="passed")
+    assert response.status_code == 302
+    note.refresh_from_db()
+    assert (note.rehearsed_by, note.rehearsal_outcome) == (alice, "passed")
+    assert "by alice" in page()
+
+
+@pytest.mark.django_db
+def test_a_rehearsal_outcome_must_be_passed_or_failed(client, page, route):
+    page()
+    note = RollbackNote.objects.create(route=route, steps="redeploy 1.7.8")
+    post_action(client, route, "rehearsal", note.pk, outcome="maybe")
+    note.refresh_from_db()
+    assert note.rehearsed_at is None
+
+
+@pytest.mark.django_db
+def test_it_shows_the_current_status_per_threshold_with_value_and_level(page, route):
+    make_threshold(route, warn=300, critical=800, min_samples=5)
+    make_threshold(route, statistic="p50", warn=300, critical=800, min_samples=50)
+    make_readings(route, [900.0] * 10, step=timedelta(seconds=20))
+    html = page()
+    status = html.split('<section id="status">')[1].split("</section>")[0]
+    assert "900 ms" in status
+    assert '<span class="dq-badge dq-critical">' in status
+    assert '<span class="dq-badge dq-no_data">' in status  # 10 of 50 samples
+    assert "of 50" in status
+    assert 'id="route-status">Critical<' in html

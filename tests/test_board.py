@@ -1,0 +1,127 @@
+"""The status board at /board: services → routes with status, sparkline, owner, last
+reading and open incidents; filters; auto-refresh; local assets; fixed query count."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from signals_app.models import Incident, ThresholdState
+from tests.builders import make_readings, make_route, make_threshold
+
+
+def set_status(threshold, status, value=None):
+    ThresholdState.objects.update_or_create(
+        threshold=threshold,
+        defaults={"status": status, "value": value, "samples": 30, "evaluated_at": timezone.now()},
+    )
+
+
+@pytest.fixture
+def board(client, alice):
+    client.force_login(alice)
+
+    def get(**params):
+        response = client.get("/board", params)
+        assert response.status_code == 200
+        return response.content.decode()
+
+    return get
+
+
+def routes_on(html):
+    return re.findall(r'<a href="/admin/signals_app/route/\d+/change/">([^<]+)</a>', html)
+
+
+@pytest.mark.django_db
+def test_it_needs_a_login(client):
+    response = client.get("/board")
+    assert response.status_code == 302
+    assert response.url.startswith("/admin/login/")
+
+
+@pytest.mark.django_db
+def test_it_groups_routes_by_service_with_status_owner_and_incidents(board, blog, search):
+    posts = make_route(blog, "/posts/{slug}")
+    feed = make_route(blog, "/feed")
+    make_route(search, "/search")
+    threshold = make_threshold(posts)
+    set_status(threshold, "critical", 950)
+    set_status(make_threshold(feed), "ok", 10)
+    Incident.objects.create(threshold=threshold, route=posts, level="critical", peak_value=990)
+    make_readings(posts, [100.0] * 10, step=timedelta(minutes=30))
+    html = board()
+    assert html.index(">blog<") < html.index(">search<")
+    assert routes_on(html) == ["GET /feed", "GET /posts/{slug}", "GET /search"]
+    assert 'class="route status-critical"' in html
+    assert 'class="route status-ok"' in html
+    assert 'class="route status-no_data"' in html
+    assert "owner: Blog team" in html
+    assert "1 open incident (critical)" in html
+    assert "0\xa0minutes ago</time>" in html
+    assert "none in 24 h" in html
+    assert html.count('<svg class="spark"') == 3
+
+
+@pytest.mark.django_db
+def test_route_status_is_the_worst_of_its_thresholds(board, blog):
+    route = make_route(blog)
+    set_status(make_threshold(route), "ok")
+    set_status(make_threshold(route, statistic="p50"), "warn")
+    set_status(make_threshold(route, statistic="p99"), "pending")
+    assert 'class="route status-warn"' in board()
+
+
+@pytest.mark.django_db
+def test_it_filters_by_owner(board, alice, blog, search):
+    make_route(blog, "/posts")
+    make_route(search, "/search")
+    assert routes_on(board(owner=search.owner_id)) == ["GET /search"]
+    assert routes_on(board(owner="mine")) == ["GET /posts"]
+
+
+@pytest.mark.django_db
+def test_it_filters_by_status(board, blog):
+    set_status(make_threshold(make_route(blog, "/bad")), "critical")
+    set_status(make_threshold(make_route(blog, "/good")), "ok")
+    make_route(blog, "/unwatched")
+    assert routes_on(board(status="critical")) == ["GET /bad"]
+    assert routes_on(board(status="no_data")) == ["GET /unwatched"]
+    assert "1 critical</span>" in board().lower()  # counts in the summary
+
+
+@pytest.mark.django_db
+def test_it_refreshes_itself_and_fits_a_phone(board, settings):
+    settings.DQ_BOARD_REFRESH_SECONDS = 30
+    html = board()
+    assert '<meta http-equiv="refresh" content="30">' in html
+    assert 'name="viewport" content="width=device-width' in html
+
+
+@pytest.mark.django_db
+def test_it_loads_only_local_assets(board, blog):
+    make_route(blog)
+    html = board()
+    assert "<script" not in html
+    external = re.findall(r'(?:src|href)="(https?:)?//', html)
+    assert external == []
+    assert '/static/signals_app/dq.css"' in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("routes_per_service", [1, 6])
+def test_its_query_count_does_not_grow_with_rows(
+    board, blog, search, django_assert_num_queries, routes_per_service
+):
+    for service in (blog, search):
+        for index in range(routes_per_service):
+            route = make_route(service)
+            threshold = make_threshold(route)
+            set_status(threshold, "warn")
+            Incident.objects.create(threshold=threshold, route=route, level="warn", peak_value=1)
+            make_readings(route, [1.0] * 5, step=timedelta(minutes=50 + index))
+    # session, user, routes, thresholds with states, open incidents,
+    # the one activity query (sparklines + last reading), owners for the filter
+    with django_assert_num_queries(7):
+        board()

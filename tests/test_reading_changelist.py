@@ -1,0 +1,111 @@
+"""The Reading changelist never counts the readings: an estimate, one page, no COUNT(*)."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from signals_app.admin import estimated_count
+from signals_app.models import Reading
+from tests.builders import give_role, make_readings, make_route
+
+
+def postgres_only(test):
+    skip = pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="pg_class.reltuples and EXPLAIN are PostgreSQL's",
+    )
+    return pytest.mark.postgres(skip(test))
+
+
+@pytest.fixture
+def owner_client(client, alice, blog_team):
+    give_role(alice)
+    client.force_login(alice)
+    return client
+
+
+def changelist(client, **params):
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("admin:signals_app_reading_changelist"), params)
+    assert response.status_code == 200
+    return response, [q["sql"] for q in queries.captured_queries]
+
+
+def uncapped_reading_counts(sql_statements):
+    """COUNT queries over the readings that are not limited to a few rows."""
+    return [
+        sql
+        for sql in sql_statements
+        if re.search(r"COUNT\(", sql, re.I)
+        and "signals_app_reading" in sql
+        and not re.search(r"LIMIT \d+", sql)
+    ]
+
+
+@pytest.mark.django_db
+def test_it_never_counts_all_readings(owner_client, blog):
+    make_readings(make_route(blog), [1.0] * 250, step=timedelta(seconds=1))
+    response, sql = changelist(owner_client)
+    assert uncapped_reading_counts(sql) == []
+    cl = response.context["cl"]
+    assert cl.full_result_count is None  # show_full_result_count = False
+    assert len(cl.result_list) == 100
+    assert cl.multi_page
+
+
+@pytest.mark.django_db
+def test_filtered_list_does_not_count_all_readings_either(owner_client, blog):
+    route = make_route(blog)
+    make_readings(route, [1.0] * 30, cache_status="HIT")
+    make_readings(route, [2.0] * 30, cache_status="MISS")
+    response, sql = changelist(owner_client, cache_status__exact="HIT")
+    assert uncapped_reading_counts(sql) == []
+    assert response.context["cl"].result_count == 30
+
+
+@pytest.mark.django_db
+def test_a_small_table_is_counted_exactly(blog):
+    make_readings(make_route(blog), [1.0] * 42)
+    assert estimated_count(Reading.objects.all()) == 42
+
+
+@pytest.mark.django_db
+@postgres_only
+def test_a_large_table_is_estimated_from_pg_class(blog):
+    make_readings(make_route(blog), [1.0] * 450)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE signals_app_reading")
+    assert estimated_count(Reading.objects.all()) == 450
+
+
+@pytest.mark.django_db
+@postgres_only
+def test_a_never_analysed_table_still_paginates(blog):
+    # reltuples is -1 until the first ANALYZE; the capped count says "more than a page".
+    make_readings(make_route(blog), [1.0] * 450)
+    assert estimated_count(Reading.objects.all()) >= 201
+
+
+@pytest.mark.django_db
+@postgres_only
+def test_a_filtered_count_is_the_planners_estimate(blog):
+    route = make_route(blog)
+    make_readings(route, [1.0] * 900, cache_status="HIT")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE signals_app_reading")
+    estimate = estimated_count(Reading.objects.filter(cache_status="HIT"))
+    assert 450 <= estimate <= 1800
+
+
+@pytest.mark.django_db
+def test_readings_are_read_only_in_the_admin(owner_client, blog):
+    make_readings(make_route(blog), [1.0])
+    reading = Reading.objects.get()
+    response = owner_client.get(reverse("admin:signals_app_reading_change", args=[reading.pk]))
+    assert response.status_code == 200
+    assert 'name="value"' not in response.content.decode()
+    assert owner_client.get(reverse("admin:signals_app_reading_add")).status_code == 403

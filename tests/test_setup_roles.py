@@ -1,0 +1,59 @@
+import io
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core.management import call_command
+
+
+def setup_roles():
+    out = io.StringIO()
+    call_command("setup_roles", stdout=out)
+    return out.getvalue()
+
+
+def codenames(group_name):
+    group = Group.objects.get(name=group_name)
+    return set(group.permissions.values_list("codename", flat=True))
+
+
+@pytest.mark.django_db
+def test_it_creates_owners_with_curation_permissions():
+    output = setup_roles()
+    assert "Owners: created" in output
+    owners = codenames("Owners")
+    for model in ("threshold", "baseline", "change", "rollbacknote"):
+        assert {f"view_{model}", f"add_{model}", f"change_{model}", f"delete_{model}"} <= owners
+    assert {"view_route", "change_route", "view_reading", "change_incident"} <= owners
+    # Readings arrive through the API and routes are created by admins.
+    assert not {"add_reading", "change_reading", "add_route", "delete_route"} & owners
+
+
+@pytest.mark.django_db
+def test_it_creates_reviewers_who_may_mark_content_reviewed():
+    setup_roles()
+    reviewers = codenames("Reviewers")
+    assert {"review_contentitem", "view_contentitem", "change_contentitem"} <= reviewers
+    assert "change_threshold" not in reviewers
+
+
+@pytest.mark.django_db
+def test_it_is_idempotent():
+    setup_roles()
+    before = {name: codenames(name) for name in ("Owners", "Reviewers")}
+    output = setup_roles()
+    assert "Owners: unchanged" in output
+    assert "Reviewers: unchanged" in output
+    assert Group.objects.filter(name__in=["Owners", "Reviewers"]).count() == 2
+    assert {name: codenames(name) for name in ("Owners", "Reviewers")} == before
+
+
+@pytest.mark.django_db
+def test_it_restores_the_listed_permissions_of_an_edited_group():
+    setup_roles()
+    owners = Group.objects.get(name="Owners")
+    owners.permissions.remove(Permission.objects.get(codename="change_threshold"))
+    owners.permissions.add(Permission.objects.get(codename="delete_reading"))
+    output = setup_roles()
+    assert "Owners: updated" in output
+    assert "change_threshold" in codenames("Owners")
+    assert "delete_reading" not in codenames("Owners")
