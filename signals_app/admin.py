@@ -187,6 +187,35 @@ class EstimatedCountPaginator(Paginator):
 # --- route page pieces --------------------------------------------------------
 
 
+def capture_baselines_action(model_admin, request, queryset, *, routes):
+    """Admin action: capture baselines over the last 60 minutes, for selected routes (every
+    signal, environment and cache segment with readings) or for the keys of selected
+    baselines. Only routes the user owns are captured (superusers: all)."""
+    owned = Route.objects.owned_by(request.user).values("pk")
+    if routes:
+        selected = list(queryset.filter(pk__in=owned))
+        keys = evaluation.baseline_keys(selected, environments=list(Environment.objects.all()))
+        refused = queryset.count() - len(selected)
+    else:
+        selected = list(queryset.filter(route__in=owned))
+        keys = [
+            evaluation.BaselineKey(b.route_id, b.signal_id, b.environment_id, b.cache_segment)
+            for b in selected
+        ]
+        refused = queryset.count() - len(selected)
+    start, end = evaluation.capture_window(minutes=evaluation.DEFAULT_BASELINE_MINUTES)
+    result = evaluation.capture_baselines(
+        keys, start=start, end=end, user=request.user, note="captured in the admin"
+    )
+    model_admin.message_user(
+        request,
+        f"Captured {len(result.baselines)} baselines over {start:%H:%M}–{end:%H:%M} UTC; "
+        f"{len(result.skipped)} keys had no readings and kept their baseline."
+        + (f" {refused} not yours, left alone." if refused else ""),
+        messages.SUCCESS if result.baselines else messages.WARNING,
+    )
+
+
 def threshold_status_rows(route, thresholds):
     """Current status per threshold, evaluated on demand (evaluation.route_status)."""
     status = evaluation.route_status(route)
@@ -463,6 +492,17 @@ class RouteAdmin(admin.ModelAdmin):
         ),
     ]
     inlines = [ThresholdInline, RollbackNoteInline]
+    actions = ["capture_baselines"]
+
+    @admin.action(
+        description="Capture baselines of the last 60 minutes (every signal and segment)",
+        permissions=["capture"],
+    )
+    def capture_baselines(self, request, queryset):
+        capture_baselines_action(self, request, queryset, routes=True)
+
+    def has_capture_permission(self, request):
+        return request.user.has_perm("signals_app.add_baseline")
 
     def get_queryset(self, request):
         # GROUP BY drops the model's default ordering; pickers and pages need one.
@@ -679,6 +719,14 @@ class BaselineAdmin(RouteOwnedAdmin, AuditedAdmin):
     search_fields = ["route__path", "route__service__slug", "note"]
     autocomplete_fields = ["route"]
     readonly_fields = ["captured_by"]
+    actions = ["recapture"]
+
+    @admin.action(
+        description="Capture again over the last 60 minutes (the selected stay as history)",
+        permissions=["add"],
+    )
+    def recapture(self, request, queryset):
+        capture_baselines_action(self, request, queryset, routes=False)
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -1008,84 +1008,113 @@ def compare_change(change, minutes=60, now=None, *, settings=None):
     before = (applied_at - L, applied_at], after = (applied_at, applied_at + L] with
     L = `minutes`, shortened to the time elapsed since applied_at while the after window is
     still filling (both sides keep the same length). Per signal with readings and per cache
-    segment: samples, p50, p95, mean, delta, delta %, cache hit ratio and a verdict.
-    Two queries for the statistics and the overlapping changes, whatever the number of signals.
+    segment: samples, p50, p95, mean, delta, delta %, cache hit ratio and a verdict; another
+    change on the same route and environment inside the windows confounds it.
     """
+    (result,) = compare_changes([change], minutes, now, settings=settings)
+    return result
+
+
+def compare_changes(changes, minutes=60, now=None, *, settings=None):
+    """`compare_change` for many changes (a route page's recent changes) in three queries:
+    overlapping changes, signals, and one statistics query for every window."""
     settings = settings or ComparisonSettings()
     now = now or timezone.now()
-    applied = change.applied_at
-    elapsed = (now - applied).total_seconds() / 60
-    length = max(0.0, min(float(minutes), elapsed))
-    before_window = (applied - timedelta(minutes=length), applied)
-    after_window = (applied, applied + timedelta(minutes=length))
-    result = {
-        "kind": "change",
-        "change": {
-            **_change_summary(change),
-            "route": change.route_id,
-            "environment": change.environment.slug,
-        },
-        "minutes": length,
-        "minutes_requested": minutes,
-        "before": {"start": before_window[0], "end": before_window[1]},
-        "after": {"start": after_window[0], "end": after_window[1]},
-        **settings.as_dict(),
-    }
-    if length == 0:
-        result.update(
-            confounded_by=[],
-            signals=[],
-            verdict=Verdict.INCONCLUSIVE,
-            reason=Reason.NO_WINDOW,
-            detail="the change is not applied yet; there is no after window",
+    changes = list(changes)
+    plans = []
+    for change in changes:
+        elapsed = (now - change.applied_at).total_seconds() / 60
+        length = max(0.0, min(float(minutes), elapsed))
+        plans.append(
+            (
+                change,
+                length,
+                change.applied_at - timedelta(minutes=length),
+                change.applied_at + timedelta(minutes=length),
+            )
         )
-        return result
-
-    others = list(
-        Change.objects.filter(
-            route_id=change.route_id,
-            environment_id=change.environment_id,
-            applied_at__gt=before_window[0],
-            applied_at__lte=after_window[1],
+    live = [plan for plan in plans if plan[1] > 0]
+    nearby, signals = [], []
+    if live:
+        nearby = list(
+            Change.objects.filter(
+                route_id__in={c.route_id for c, *_ in live},
+                applied_at__gt=min(start for *_, start, _ in live),
+                applied_at__lte=max(end for *_, end in live),
+            ).order_by("applied_at")
         )
-        .exclude(pk=change.pk)
-        .order_by("applied_at")
-    )
-    signals = list(Signal.objects.all())
+        signals = list(Signal.objects.all())
     windows = [
         Window(change.route_id, sig.pk, change.environment_id, segment, *bounds)
+        for change, _, start, end in live
         for sig in signals
-        for bounds in (before_window, after_window)
+        for bounds in ((start, change.applied_at), (change.applied_at, end))
         for segment in SEGMENTS
     ]
     stats = iter(window_stats(windows))
-    entries = []
-    for sig in signals:
-        before = {segment: next(stats) for segment in SEGMENTS}
-        after = {segment: next(stats) for segment in SEGMENTS}
-        if before[CacheSegment.ALL].count == 0 and after[CacheSegment.ALL].count == 0:
-            continue  # this route does not report this signal
-        mix = tuple((side[CacheSegment.HIT], side[CacheSegment.MISS]) for side in (before, after))
-        entries.append(
-            _signal_entry(
-                sig,
-                change.environment,
-                before,
-                after,
-                mix=mix,
-                confounded=bool(others),
-                settings=settings,
+
+    results = []
+    for change, length, start, end in plans:
+        result = {
+            "kind": "change",
+            "change": {
+                **_change_summary(change),
+                "route": change.route_id,
+                "environment": change.environment.slug,
+            },
+            "minutes": length,
+            "minutes_requested": minutes,
+            "before": {"start": start, "end": change.applied_at},
+            "after": {"start": change.applied_at, "end": end},
+            **settings.as_dict(),
+        }
+        results.append(result)
+        if length == 0:
+            result.update(
+                confounded_by=[],
+                signals=[],
+                verdict=Verdict.INCONCLUSIVE,
+                reason=Reason.NO_WINDOW,
+                detail="the change is not applied yet; there is no after window",
             )
+            continue
+        others = [
+            other
+            for other in nearby
+            if other.pk != change.pk
+            and other.route_id == change.route_id
+            and other.environment_id == change.environment_id
+            and start < other.applied_at <= end
+        ]
+        entries = []
+        for sig in signals:
+            before = {segment: next(stats) for segment in SEGMENTS}
+            after = {segment: next(stats) for segment in SEGMENTS}
+            if before[CacheSegment.ALL].count == 0 and after[CacheSegment.ALL].count == 0:
+                continue  # this route does not report this signal
+            mix = tuple(
+                (side[CacheSegment.HIT], side[CacheSegment.MISS]) for side in (before, after)
+            )
+            entries.append(
+                _signal_entry(
+                    sig,
+                    change.environment,
+                    before,
+                    after,
+                    mix=mix,
+                    confounded=bool(others),
+                    settings=settings,
+                )
+            )
+        verdict, reason = combine_verdicts(entries)
+        result.update(
+            confounded_by=[_change_summary(other) for other in others],
+            signals=entries,
+            verdict=verdict,
+            reason=reason,
+            detail=_headline_detail(entries, others),
         )
-    verdict, reason = combine_verdicts(entries)
-    result.update(
-        confounded_by=[_change_summary(other) for other in others],
-        signals=entries,
-        verdict=verdict,
-        reason=reason,
-        detail=_headline_detail(entries, others),
-    )
-    return result
+    return results
 
 
 def _headline_detail(entries, others):
