@@ -41,6 +41,12 @@ format: venv
 test: lint
 	$(BIN)/python -m pytest
 
+# POST /api/v1/readings under gunicorn against PostgreSQL: 500-reading batches and single
+# POSTs from 8 clients, against a psycopg COPY and a naive DRF peer (BENCH_POSTGRES_URL,
+# else DATABASE_URL, else local postgres; a throwaway database bench_ingest).
+bench-ingest: venv
+	$(BIN)/python bench/bench_ingest.py
+
 # dqclient: the middleware's added latency (p50/p99) with a healthy and a stalled registry.
 bench-client: venv
 	$(BIN)/python bench/bench_client.py
