@@ -153,8 +153,8 @@ def _text(item, name, index, errors, *, default=None, limit=None, expected="a st
         if default is None:
             errors.add(index, name, "required", expected, None)
         return default
-    if not isinstance(value, str) or not value:
-        errors.add(index, name, "must be a non-empty string", expected, _shown(value))
+    if not isinstance(value, str) or not value or "\x00" in value:
+        errors.add(index, name, "must be a non-empty string without NUL", expected, _shown(value))
         return None
     if limit and len(value) > limit:
         errors.add(index, name, f"longer than {limit} characters", expected, _shown(value))
@@ -262,18 +262,18 @@ def validate_items(readings, now):
         release = item.get("release")
         if release is None:
             release = ""
-        elif not isinstance(release, str) or len(release) > MAX_RELEASE:
+        elif not isinstance(release, str) or len(release) > MAX_RELEASE or "\x00" in release:
             errors.add(
                 index,
                 "release",
-                f"must be a string of at most {MAX_RELEASE} characters",
+                f"must be a string of at most {MAX_RELEASE} characters, without NUL",
                 "a string",
                 _shown(release),
             )
 
         key = item.get("idempotency_key")
         if key is not None and (
-            not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY
+            not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY or "\x00" in key
         ):
             errors.add(
                 index,

@@ -54,6 +54,7 @@ class ReadingsView(APIView):
 
     permission_classes = [IsServiceKey]
     throttle_classes = [ServiceKeyRateThrottle]
+    idempotency_header = True
     # The body is parsed by ingest.parse_body (NaN tokens kept to be refused by field);
     # JSONParser is listed for the schema only.
     parser_classes = [JSONParser]
@@ -66,7 +67,7 @@ class ReadingsView(APIView):
         parameters=[
             OpenApiParameter(
                 idempotency.HEADER,
-                str,
+                {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_LENGTH},
                 OpenApiParameter.HEADER,
                 description="Replays the first response for a retry with the same body "
                 "(Idempotent-Replayed: true); 422 with another body; 409 while running.",
