@@ -55,3 +55,9 @@ bench-client: venv
 # on SQLite and on PostgreSQL (BENCH_POSTGRES_URL, else DATABASE_URL, else local postgres).
 bench-import: venv
 	$(BIN)/python bench/bench_import.py
+
+# evaluation on PostgreSQL: 10M readings (generate_series, kept in the database bench_evaluate
+# on BENCH_POSTGRES_URL's server), 4,000 thresholds at 15 min and 24 h and 4,000 baselines,
+# each next to one hand-written percentile_cont query. BENCH_ARGS="--fresh --brin" to redo.
+bench-evaluate: venv
+	$(BIN)/python bench/bench_evaluate.py $(BENCH_ARGS)
