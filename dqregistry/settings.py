@@ -182,11 +182,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "EXCEPTION_HANDLER": "signals_app.api.problems.exception_handler",
+    # The API speaks JSON only: a form or multipart body is a 415.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's AutoSchema, plus the problem-details responses of every operation.
+    "DEFAULT_SCHEMA_CLASS": "signals_app.api.schema.ProblemAutoSchema",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -197,6 +200,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Separate request components, so read-only fields (id) are not asked of clients.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "signals_app.api.schema.without_trailing_slashes",
+    ],
 }
 
 # Registry behaviour.
@@ -210,6 +219,9 @@ except ValueError:
         "DQ_INGEST_RATE is malformed: expected requests per service key and period, "
         f"e.g. 6000/min or 100/s (periods s, min, hour, day); received {DQ_INGEST_RATE!r}"
     ) from None
+# Service keys and route/signal/environment ids are remembered per process this long:
+# a revoked key stops working, a removed name is forgotten, within it (0: off).
+DQ_INGEST_CACHE_SECONDS = _read("DQ_INGEST_CACHE_SECONDS", env.int, 10)
 DQ_METRICS_TOKEN = _read("DQ_METRICS_TOKEN", env.str, "")
 DQ_CONTENT_MIN_SCORE = _read("DQ_CONTENT_MIN_SCORE", env.int, 70)
 DQ_REHEARSAL_MAX_AGE_DAYS = _read("DQ_REHEARSAL_MAX_AGE_DAYS", env.int, 90)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from signals_app.evaluation import compare_change
+from signals_app.evaluation import compare_change, compare_changes
 from tests.builders import make_change, make_readings, make_route
 
 APPLIED = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -214,3 +214,17 @@ def test_it_costs_the_same_queries_for_any_number_of_signals(
     with django_assert_num_queries(3):
         result = compare_change(change, now=LATER)
     assert len(result["signals"]) == 3
+
+
+@pytest.mark.django_db
+def test_many_changes_are_compared_in_three_queries(route, change, django_assert_num_queries):
+    before(route, spread(200.0))
+    after(route, spread(150.0))
+    later = make_change(route, APPLIED + timedelta(hours=2), variable="second")
+    pending = make_change(route, LATER + timedelta(hours=1), variable="tomorrow")
+    # overlapping changes, signals, statistics of every window
+    with django_assert_num_queries(3):
+        first, second, third = compare_changes([change, later, pending], now=LATER)
+    assert first == compare_change(change, now=LATER)
+    assert (second["verdict"], second["reason"]) == ("inconclusive", "too_few_samples")
+    assert third["reason"] == "no_window"

@@ -107,6 +107,7 @@ def test_a_flag_filter_that_is_not_true_or_false_is_a_400_not_ignored(as_carol, 
     assert "true" in body["errors"][0]["message"]
     assert references(as_carol.get(URL, {flag: "1"})) == ["flagged"]
     assert references(as_carol.get(URL, {flag: "False"})) == ["plain"]
+    problem(as_carol.get(URL, {flag: ""}), 400, field=flag)  # as every list of the API
 
 
 @pytest.mark.django_db

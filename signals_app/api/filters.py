@@ -1,64 +1,128 @@
-"""Query-parameter filters of the list endpoints (django-filter)."""
+"""Query-parameter filters of the list endpoints (django-filter).
+
+Each filter's schema says exactly what it accepts (ids within bigint, strings without NUL,
+strict booleans), so a value the schema allows is answered and any other is a 400.
+"""
+
+from datetime import UTC, datetime
 
 from django import forms
+from django_filters import fields
 from django_filters import rest_framework as filters
-from django_filters.filters import BooleanFilter as BaseBooleanFilter
+from drf_spectacular.utils import extend_schema_field
 
 from signals_app.models import Baseline, Change, Environment, RollbackNote, Route, Signal, Threshold
 
+MAX_ID = 2**63 - 1
 
-class _TrueOrFalse(forms.NullBooleanField):
-    widget = forms.TextInput  # the raw value, not a select that maps unknowns to "unset"
+
+class _NotBlank:
+    """A typed parameter given empty (`?route=`) is invalid, not "no filter"."""
+
+    def clean(self, value):
+        if value == "":
+            raise forms.ValidationError("empty value; leave the parameter out instead")
+        return super().clean(value)
+
+
+class IdField(_NotBlank, forms.IntegerField):
+    pass
+
+
+class IsoDateTimeField(_NotBlank, fields.IsoDateTimeField):
+    def clean(self, value):
+        # In UTC: PostgreSQL refuses offsets past ±15:59, which RFC 3339 allows.
+        value = super().clean(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first instant
+            edge = datetime.min if value.year < 2 else datetime.max
+            return edge.replace(tzinfo=UTC)
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
+class IdFilter(filters.Filter):
+    field_class = IdField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=1, max_value=MAX_ID, **kwargs)
+
+
+@extend_schema_field({"type": "string", "pattern": "^[^\\x00]*$"})
+class TextFilter(filters.CharFilter):
+    pass
+
+
+class StrictBooleanField(forms.Field):
+    widget = forms.TextInput
 
     def to_python(self, value):
-        text = "" if value is None else str(value).strip().lower()
-        if text == "":
+        if value is None:
             return None
-        if text in ("true", "1"):
+        if value in ("true", "True", "1"):
             return True
-        if text in ("false", "0"):
+        if value in ("false", "False", "0"):
             return False
-        raise forms.ValidationError(f"expected true or false (or 1 or 0), received {value!r}")
+        raise forms.ValidationError("expected true or false")
 
 
-class FlagFilter(BaseBooleanFilter):
-    """true/false (1/0, any case). Anything else is a 400 naming the parameter: django-
-    filter's BooleanFilter reads an unknown value as no filter and lists everything."""
-
-    field_class = _TrueOrFalse
+@extend_schema_field({"type": "boolean"})
+class StrictBooleanFilter(filters.Filter):
+    field_class = StrictBooleanField
 
 
-class RouteFilter(filters.FilterSet):
-    service = filters.CharFilter(field_name="service__slug", help_text="service slug")
-    owner = filters.CharFilter(field_name="owner__name", help_text="owner name")
-    path = filters.CharFilter(help_text="exact path template")
-    path_contains = filters.CharFilter(field_name="path", lookup_expr="icontains")
+class DateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = IsoDateTimeField
+
+
+class StrictFilterSet(filters.FilterSet):
+    """An empty typed parameter (`?kind=`) is a 400, as the schema says, not "all"."""
+
+    def is_valid(self):
+        valid = super().is_valid()
+        for name, declared in self.filters.items():
+            if not isinstance(declared, TextFilter) and self.data.get(name) == "":
+                if name not in self.form.errors:
+                    self.form.add_error(name, "empty value; leave the parameter out instead")
+                valid = False
+        return valid
+
+
+class RouteFilter(StrictFilterSet):
+    service = TextFilter(field_name="service__slug", help_text="service slug")
+    owner = TextFilter(field_name="owner__name", help_text="owner name")
+    path = TextFilter(help_text="exact path template")
+    path_contains = TextFilter(field_name="path", lookup_expr="icontains")
 
     class Meta:
         model = Route
         fields = ["service", "method", "path", "owner"]
 
 
-class SignalFilter(filters.FilterSet):
+class SignalFilter(StrictFilterSet):
     class Meta:
         model = Signal
         fields = ["kind", "direction"]
 
 
-class EnvironmentFilter(filters.FilterSet):
+class EnvironmentFilter(StrictFilterSet):
+    is_production = StrictBooleanFilter()
+
     class Meta:
         model = Environment
         fields = ["is_production"]
 
 
-class _RouteScopedFilter(filters.FilterSet):
-    route = filters.NumberFilter(field_name="route_id", help_text="route id")
-    service = filters.CharFilter(field_name="route__service__slug", help_text="service slug")
-    environment = filters.CharFilter(field_name="environment__slug", help_text="environment slug")
+class _RouteScopedFilter(StrictFilterSet):
+    route = IdFilter(field_name="route_id", help_text="route id")
+    service = TextFilter(field_name="route__service__slug", help_text="service slug")
+    environment = TextFilter(field_name="environment__slug", help_text="environment slug")
 
 
 class ThresholdFilter(_RouteScopedFilter):
-    signal = filters.CharFilter(field_name="signal__key", help_text="signal key")
+    signal = TextFilter(field_name="signal__key", help_text="signal key")
 
     class Meta:
         model = Threshold
@@ -66,7 +130,8 @@ class ThresholdFilter(_RouteScopedFilter):
 
 
 class BaselineFilter(_RouteScopedFilter):
-    signal = filters.CharFilter(field_name="signal__key", help_text="signal key")
+    signal = TextFilter(field_name="signal__key", help_text="signal key")
+    active = StrictBooleanFilter()
 
     class Meta:
         model = Baseline
@@ -74,18 +139,19 @@ class BaselineFilter(_RouteScopedFilter):
 
 
 class ChangeFilter(_RouteScopedFilter):
-    applied_after = filters.IsoDateTimeFilter(field_name="applied_at", lookup_expr="gte")
-    applied_before = filters.IsoDateTimeFilter(field_name="applied_at", lookup_expr="lt")
+    applied_after = DateTimeFilter(field_name="applied_at", lookup_expr="gte")
+    applied_before = DateTimeFilter(field_name="applied_at", lookup_expr="lt")
+    release = TextFilter()
 
     class Meta:
         model = Change
         fields = ["route", "service", "environment", "release"]
 
 
-class RollbackNoteFilter(filters.FilterSet):
-    route = filters.NumberFilter(field_name="route_id", help_text="route id")
-    change = filters.NumberFilter(field_name="change_id", help_text="change id")
-    service = filters.CharFilter(field_name="route__service__slug", help_text="service slug")
+class RollbackNoteFilter(StrictFilterSet):
+    route = IdFilter(field_name="route_id", help_text="route id")
+    change = IdFilter(field_name="change_id", help_text="change id")
+    service = TextFilter(field_name="route__service__slug", help_text="service slug")
 
     class Meta:
         model = RollbackNote

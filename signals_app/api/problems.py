@@ -188,7 +188,7 @@ def exception_handler(exc, context):
         logger.warning("database unavailable: %s", exc)
         data = body(503, "the database is unavailable; retry later", slug="database-unavailable")
         headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
-    elif isinstance(exc, DataError):
+    elif isinstance(exc, (DataError, OverflowError)):
         # A value the validation let through but the database cannot hold (e.g. an id
         # past bigint in a filter): the input is at fault, not the server.
         logger.warning("data error: %s", exc)

@@ -167,7 +167,9 @@ class BaselineSerializer(_RouteScoped):
     signal = serializers.SlugRelatedField(slug_field="key", read_only=True)
     route = serializers.PrimaryKeyRelatedField(read_only=True)
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    captured_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    captured_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Baseline
@@ -203,7 +205,9 @@ class BaselineSerializer(_RouteScoped):
 
 
 class ChangeSerializer(_RouteScoped):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Change
@@ -232,7 +236,9 @@ class RollbackNoteSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="defaults to the route's owner",
     )
-    rehearsed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    rehearsed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = RollbackNote

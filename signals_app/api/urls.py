@@ -1,7 +1,7 @@
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from . import content_views, views
+from . import content_views, evaluation_views, views
 
 # DESIGN.md: API paths are written without a trailing slash; the same path with one
 # works too (never a redirect that drops a POST body).
@@ -20,6 +20,26 @@ router.register("content", content_views.ContentItemViewSet, basename="content")
 urlpatterns = [
     re_path(r"^readings/?$", views.ReadingsView.as_view(), name="readings"),
     # Other views (evaluation, content) go here, before the router.
+    re_path(
+        r"^routes/(?P<pk>[0-9]+)/status/?$",
+        evaluation_views.RouteStatusView.as_view(),
+        name="route-status",
+    ),
+    re_path(
+        r"^routes/(?P<pk>[0-9]+)/comparison/?$",
+        evaluation_views.RouteComparisonView.as_view(),
+        name="route-comparison",
+    ),
+    re_path(
+        r"^changes/(?P<pk>[0-9]+)/comparison/?$",
+        evaluation_views.ChangeComparisonView.as_view(),
+        name="change-comparison",
+    ),
+    re_path(
+        r"^baselines/capture/?$",
+        evaluation_views.BaselineCaptureView.as_view(),
+        name="baseline-capture",
+    ),
     re_path(
         r"^content/(?P<reference>[\w.\-]+)/reviews/?$",
         content_views.ContentReviewsView.as_view(),

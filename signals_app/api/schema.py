@@ -1,0 +1,95 @@
+"""OpenAPI: every operation documents its problem-details responses (RFC 9457)."""
+
+from drf_spectacular.openapi import AutoSchema
+
+from .problems import CONTENT_TYPE, body
+from .serializers import ProblemSerializer
+
+DESCRIPTIONS = {
+    400: "Invalid request (retryable: false); `errors` lists each field",
+    401: "Missing, unknown, expired or revoked credentials",
+    403: "Authenticated, but not allowed to do this or to name that object",
+    404: "No such object, path or cursor",
+    406: "The Accept header names no JSON type",
+    409: "A state conflict (e.g. Idempotency-Key still running)",
+    413: "Body over 1 MiB or more than 1,000 readings",
+    415: "The body is not JSON",
+    422: "Idempotency-Key reused with another body",
+    429: "Rate limit of the key reached; see Retry-After (retryable: true)",
+    500: "Unexpected error, logged",
+    503: "The database is unavailable; see Retry-After (retryable: true)",
+}
+
+EXAMPLE_DETAILS = {
+    400: "1 invalid field(s) in the batch; nothing was stored. First: readings[0].value: "
+    "must be a finite number",
+    401: "the API key is unknown",
+    403: "route GET /search belongs to another service; this key posts only for service blog",
+    404: "Not found.",
+    409: "a request with Idempotency-Key 'req-1' is still being processed",
+    413: "1001 readings in one request; send at most 1000",
+    415: "send the readings as JSON (Content-Type: application/json)",
+    422: "Idempotency-Key 'req-1' was used with another request body; use a new key",
+    429: "Request was throttled. Expected available in 12 seconds.",
+    503: "the database is unavailable; retry later",
+}
+
+
+def _example(status):
+    errors = []
+    if status == 400:
+        errors = [
+            {
+                "index": 0,
+                "field": "value",
+                "message": "must be a finite number",
+                "expected": "a finite JSON number",
+                "received": "NaN",
+            }
+        ]
+    return body(status, EXAMPLE_DETAILS.get(status, "an unexpected error occurred"), errors=errors)
+
+
+class ProblemAutoSchema(AutoSchema):
+    def _problem_statuses(self):
+        statuses = {401, 403, 406, 500, 503}
+        if self.method in ("POST", "PUT", "PATCH"):
+            statuses |= {400, 409, 413, 415}
+        if self.method == "GET":
+            statuses |= {400, 404}  # bad filter value; unknown object or cursor
+        if "{" in self.path:
+            statuses.add(404)
+        if getattr(self.view, "throttle_classes", None):
+            statuses.add(429)
+        if getattr(self.view, "idempotency_header", False):
+            statuses.add(422)
+        return statuses
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for status in sorted(self._problem_statuses()):
+            code = str(status)
+            if code in responses:
+                continue
+            response = self._get_response_for_code(
+                ProblemSerializer, code, [CONTENT_TYPE], direction
+            )
+            response["description"] = DESCRIPTIONS[status]
+            response["content"][CONTENT_TYPE]["examples"] = {
+                f"problem{status}": {"summary": DESCRIPTIONS[status], "value": _example(status)}
+            }
+            responses[code] = response
+        return responses
+
+
+def without_trailing_slashes(result, generator, request, public):
+    """Paths as DESIGN.md writes them: `/api/v1/routes`, not `/api/v1/routes/`.
+
+    The URL patterns accept both (`/?`); drf-spectacular renders the optional slash.
+    """
+    result["paths"] = {
+        (path.rstrip("/") or "/"): operations for path, operations in result["paths"].items()
+    }
+    return result
