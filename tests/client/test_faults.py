@@ -18,8 +18,10 @@ from dqclient import Reporter
 
 from .conftest import accept, slow
 
-# Generous for a loaded 2-core CI machine; a blocked request path would take seconds.
-FAST = 0.25
+# Below the slow registry's 2 s and the stalled registry's never: a request path that
+# waited on the registry would exceed it. Not a speed target (that is bench-client); CI
+# machines are shared, and one request took 0.41 s there under load.
+FAST = 1.5
 
 
 def make_client(reporter):
