@@ -8,7 +8,7 @@ PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3 \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
 	2>/dev/null && { command -v $$p; break; }; done)
 
-.PHONY: run test lint format migrate demo venv bench-ingest bench-evaluate bench-import bench-client
+.PHONY: run test lint format migrate demo venv bench-ingest bench-evaluate bench-import bench-client bench-admin
 
 $(BIN)/.installed: requirements/base.txt requirements/dev.txt
 	@test -n "$(PYTHON)" || { echo "error: Python 3.12+ not found (Django 6 needs it); set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -41,6 +41,12 @@ format: venv
 test: lint
 	$(BIN)/python -m pytest
 
+# POST /api/v1/readings under gunicorn against PostgreSQL: 500-reading batches and single
+# POSTs from 8 clients, against a psycopg COPY and a naive DRF peer (BENCH_POSTGRES_URL,
+# else DATABASE_URL, else local postgres; a throwaway database bench_ingest).
+bench-ingest: venv
+	$(BIN)/python bench/bench_ingest.py
+
 # dqclient: the middleware's added latency (p50/p99) with a healthy and a stalled registry.
 bench-client: venv
 	$(BIN)/python bench/bench_client.py
@@ -55,3 +61,9 @@ bench-import: venv
 # each next to one hand-written percentile_cont query. BENCH_ARGS="--fresh --brin" to redo.
 bench-evaluate: venv
 	$(BIN)/python bench/bench_evaluate.py $(BENCH_ARGS)
+
+# admin: 1,000,000 readings on PostgreSQL (BENCH_POSTGRES_URL, else DATABASE_URL, else local
+# postgres); times the Reading changelist, every route page, a change page and /board
+# against 300 ms. The database bench_admin_<name> is kept; `--reload` rebuilds it.
+bench-admin: venv
+	$(BIN)/python bench/bench_admin.py

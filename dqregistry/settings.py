@@ -219,6 +219,9 @@ except ValueError:
         "DQ_INGEST_RATE is malformed: expected requests per service key and period, "
         f"e.g. 6000/min or 100/s (periods s, min, hour, day); received {DQ_INGEST_RATE!r}"
     ) from None
+# Service keys and route/signal/environment ids are remembered per process this long:
+# a revoked key stops working, a removed name is forgotten, within it (0: off).
+DQ_INGEST_CACHE_SECONDS = _read("DQ_INGEST_CACHE_SECONDS", env.int, 10)
 DQ_METRICS_TOKEN = _read("DQ_METRICS_TOKEN", env.str, "")
 DQ_CONTENT_MIN_SCORE = _read("DQ_CONTENT_MIN_SCORE", env.int, 70)
 DQ_REHEARSAL_MAX_AGE_DAYS = _read("DQ_REHEARSAL_MAX_AGE_DAYS", env.int, 90)

@@ -225,15 +225,54 @@ def threshold_status_rows(route, thresholds):
         threshold = by_id.get(entry["threshold"])
         if threshold is None:  # added between the two reads
             continue
-        rows.append(
-            {**entry, "threshold": threshold, "status_label": Status(entry["status"]).label}
-        )
+        label = Status(entry["status"]).label
+        change = signed_pct(entry["change_pct"])
+        rows.append({**entry, "threshold": threshold, "status_label": label, "change": change})
     return status, rows
 
 
 def change_verdict_rows(changes):
-    """Recent changes with their before/after verdicts (evaluation.compare_change)."""
-    return [{"change": change, "verdict": None, "reason": ""} for change in changes]
+    """Recent changes with their before/after verdicts (evaluation.compare_changes: three
+    queries however many changes)."""
+    changes = list(changes)
+    comparisons = evaluation.compare_changes(changes) if changes else []
+    return [
+        {
+            "change": change,
+            "verdict": comparison["verdict"],
+            "reason": comparison["detail"],
+        }
+        for change, comparison in zip(changes, comparisons, strict=True)
+    ]
+
+
+def signed_pct(value, prefix=""):
+    """'p95 +12.5 %', or '' when there is nothing to compare."""
+    return "" if value is None else f"{prefix} {value:+.1f} %".strip()
+
+
+def comparison_rows(comparison):
+    """One row per signal and cache segment of evaluation.compare_change's result."""
+    rows = []
+    for entry in comparison["signals"]:
+        ratio = entry["cache_hit_ratio"]
+        for segment in entry["segments"]:
+            deciding = "mean" if segment["delta_pct"].get("p95") is None else "p95"
+            rows.append(
+                {
+                    "signal": entry["signal"],
+                    "unit": entry["unit"],
+                    "segment": segment["segment"],
+                    "before": segment["before"],
+                    "after": segment["after"],
+                    "change": signed_pct(segment["delta_pct"][deciding], deciding),
+                    "hit_ratio_before": ratio["before"],
+                    "hit_ratio_after": ratio["after"],
+                    "verdict": segment["verdict"],
+                    "reason": segment["detail"],
+                }
+            )
+    return rows
 
 
 def status_badge(status):
@@ -353,6 +392,14 @@ class ServiceKeyAdmin(admin.ModelAdmin):
     list_select_related = ["service"]
     search_fields = ["prefix", "name", "service__slug"]
     readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(
+            request, f"Revoked {revoked} key(s); they stop working within a few seconds."
+        )
 
 
 @admin.register(Environment)
@@ -408,7 +455,20 @@ class MineFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ThresholdInline(RouteChildInline, admin.TabularInline):
+class PlainSelectsInline:
+    """Inline rows without the add/change/view icons next to each select: every icon is
+    a URL reversed per row, and rows are where the route page spends its time."""
+
+    plain_selects = ()
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name in self.plain_selects and hasattr(field.widget, "widget"):
+            field.widget = field.widget.widget
+        return field
+
+
+class ThresholdInline(PlainSelectsInline, RouteChildInline, admin.TabularInline):
     model = Threshold
     form = ThresholdForm
     extra = 0
@@ -424,6 +484,7 @@ class ThresholdInline(RouteChildInline, admin.TabularInline):
         "sustain_minutes",
     ]
     show_change_link = True
+    plain_selects = ("signal", "environment")
 
     def get_queryset(self, request):
         return (
@@ -437,7 +498,7 @@ class ThresholdInline(RouteChildInline, admin.TabularInline):
         return field
 
 
-class RollbackNoteInline(RouteChildInline, admin.StackedInline):
+class RollbackNoteInline(PlainSelectsInline, RouteChildInline, admin.StackedInline):
     model = RollbackNote
     form = RollbackNoteForm
     extra = 0
@@ -450,6 +511,7 @@ class RollbackNoteInline(RouteChildInline, admin.StackedInline):
     ]
     readonly_fields = ["rehearsed_at", "rehearsed_by", "rehearsal_outcome"]
     show_change_link = True
+    plain_selects = ("owner", "change")
 
     def get_queryset(self, request):
         return (
@@ -758,14 +820,22 @@ class ChangeAdmin(RouteOwnedAdmin, AuditedAdmin):
             minutes = max(5, min(int(request.GET.get("minutes", 60)), 24 * 60))
         except ValueError:
             minutes = 60
+        comparison = evaluation.compare_change(change, minutes)
         thresholds = Threshold.objects.filter(route_id=change.route_id).select_related("signal")
+        charts_drawn = []
+        if comparison["minutes"] > 0:
+            charts_drawn = charts.change_charts(
+                change,
+                list(Signal.objects.all()),
+                list(thresholds),
+                minutes=comparison["minutes"],
+            )
         return {
             "minutes": minutes,
             "minute_choices": (15, 30, 60, 120, 240),
-            "comparison_rows": [],
-            "charts": charts.change_charts(
-                change, list(Signal.objects.all()), list(thresholds), minutes=minutes
-            ),
+            "comparison": comparison,
+            "comparison_rows": comparison_rows(comparison),
+            "charts": charts_drawn,
         }
 
 

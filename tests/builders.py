@@ -104,7 +104,7 @@ def give_role(user, role="Owners"):
     from django.contrib.auth.models import Group
     from django.core.management import call_command
 
-    if not Group.objects.filter(name=role).exists():
+    if not Group.objects.filter(name="Owners").exists():  # made only by setup_roles
         call_command("setup_roles", stdout=io.StringIO())
     user.groups.add(Group.objects.get(name=role))
     return user

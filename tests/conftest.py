@@ -4,6 +4,15 @@ from tests.builders import make_owner, make_reviewer, make_service, make_user
 
 
 @pytest.fixture(autouse=True)
+def _fresh_ingest_caches():
+    # Keys and names remembered by one test's requests must not serve the next test.
+    from signals_app.api import authentication, ingest
+
+    authentication.keys.clear()
+    ingest.names.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # The default hasher spends ~0.5 s per user on purpose; tests make many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -53,12 +53,15 @@ PAGES = [
     # session, user, route, perms ×2, owned ids, select choices (signals, environments,
     # owners, changes), threshold and rollback note inlines, the page's thresholds,
     # evaluation.route_status (thresholds, states, ONE statistics query, baselines,
-    # incidents), active baselines, ONE chart query, open incidents, recent changes,
-    # rollback notes, content type
-    ("route change", "owner", 24),
+    # incidents), active baselines, ONE chart query, open incidents, recent changes and
+    # their verdicts (evaluation.compare_changes: overlapping changes, signals, ONE
+    # statistics query), rollback notes, content type
+    ("route change", "owner", 27),
     ("threshold change", "owner", 10),
     ("baseline change", "owner", 10),
-    ("change change", "owner", 12),
+    # …, evaluation.compare_change (overlapping changes, signals, ONE statistics query),
+    # thresholds and signals of the charts, ONE chart query, form choices
+    ("change change", "owner", 15),
     ("rollbacknote change", "owner", 10),
     ("incident change", "owner", 7),
     ("reading change", "owner", 11),

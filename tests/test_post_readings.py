@@ -516,11 +516,14 @@ def test_it_records_last_use_at_most_once_a_minute(post, django_assert_num_queri
     post(batch(reading()))
     first = ServiceKey.objects.get().last_used_at
     assert first is not None
-    # key lookup, routes+signals+environments of the batch, insert: no UPDATE of the key
-    with django_assert_num_queries(3):
+    # the key and the batch's names are remembered: the insert alone, no UPDATE of the key
+    with django_assert_num_queries(1):
         post(batch(reading()))
     assert ServiceKey.objects.get().last_used_at == first
     ServiceKey.objects.update(last_used_at=first - timedelta(minutes=2))
+    from signals_app.api import authentication
+
+    authentication.keys.clear()  # as when DQ_INGEST_CACHE_SECONDS has passed
     post(batch(reading()))
     assert ServiceKey.objects.get().last_used_at > first
 
@@ -565,11 +568,48 @@ def test_get_is_405_problem(client, blog_key):
 @pytest.mark.django_db
 @pytest.mark.parametrize("size", [1, 1000])
 def test_queries_per_request_do_not_grow_with_the_batch(post, size, django_assert_num_queries):
+    from signals_app.api import authentication, ingest
+
     post(batch(reading()))  # records the key's last use, so no UPDATE follows
     readings = [reading(value=i, idempotency_key=f"k-{size}-{i}") for i in range(size)]
+    authentication.keys.clear()
+    ingest.names.clear()
     # key lookup, routes+signals+environments of the batch, insert
     with django_assert_num_queries(3):
         post(batch(*readings))
+    readings = [reading(value=i, idempotency_key=f"again-{size}-{i}") for i in range(size)]
+    # the key and the names are remembered now: the insert alone
+    with django_assert_num_queries(1):
+        post(batch(*readings))
+
+
+@pytest.mark.django_db
+def test_a_route_registered_after_a_refusal_is_found_at_once(post, blog):
+    post(batch(reading()))
+    post(batch(reading(route="/new")), 400, "route")
+    make_route(blog, "/new")
+    post(batch(reading(route="/new")))
+
+
+# Transactional: the foreign key is checked when the insert commits, as in production.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("header", [{}, {"HTTP_IDEMPOTENCY_KEY": "req-1"}])
+def test_a_route_removed_while_remembered_is_refused_not_a_500(post, post_route, header):
+    post(batch(reading()))
+    post_route.delete()
+    response = post(batch(reading()), 400, "route", **header)
+    assert "no route GET /posts/{slug}" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.django_db
+def test_a_revoked_key_stops_working_within_the_cache_time(post, settings):
+    post(batch(reading()))
+    ServiceKey.objects.update(revoked_at=datetime.now(UTC))
+    settings.DQ_INGEST_CACHE_SECONDS = 0
+    from signals_app.api import authentication
+
+    authentication.keys.clear()  # what the passing of DQ_INGEST_CACHE_SECONDS does
+    post(batch(reading()), 401)
 
 
 @pytest.mark.postgres

@@ -5,6 +5,9 @@ TokenAuthentication); services use their keys, which can only post readings and 
 their own routes.
 """
 
+import time
+
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -36,6 +39,44 @@ class ServicePrincipal:
         return False
 
 
+class KeyCache:
+    """Keys this process authenticated lately, by the full key string.
+
+    Saves the lookup on most requests of a busy key; a key revoked or expired in the
+    database stops working within settings.DQ_INGEST_CACHE_SECONDS (0 turns this off).
+    An entry is found only by the exact secret that was verified against the hash.
+    """
+
+    MAX_ENTRIES = 1000
+
+    def __init__(self):
+        self.entries = {}
+
+    def clear(self):
+        self.entries.clear()
+
+    def get(self, raw):
+        entry = self.entries.get(raw)
+        if entry is None:
+            return None
+        until, key = entry
+        if time.monotonic() >= until or not key.is_active:
+            self.entries.pop(raw, None)
+            return None
+        return key
+
+    def remember(self, raw, key):
+        seconds = settings.DQ_INGEST_CACHE_SECONDS
+        if seconds <= 0:
+            return
+        if len(self.entries) >= self.MAX_ENTRIES:
+            self.entries.clear()
+        self.entries[raw] = (time.monotonic() + seconds, key)
+
+
+keys = KeyCache()
+
+
 def is_service(user):
     return isinstance(user, ServicePrincipal)
 
@@ -55,9 +96,12 @@ class ServiceKeyAuthentication(authentication.BaseAuthentication):
             raw = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("the API key is unknown") from None
-        key, reason = ServiceKey.authenticate(raw)
+        key = keys.get(raw)
         if key is None:
-            raise exceptions.AuthenticationFailed(reason)
+            key, reason = ServiceKey.authenticate(raw)
+            if key is None:
+                raise exceptions.AuthenticationFailed(reason)
+            keys.remember(raw, key)
         key.touch()
         return ServicePrincipal(key), key
 

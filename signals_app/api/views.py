@@ -1,4 +1,4 @@
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.exceptions import PermissionDenied
@@ -108,7 +108,15 @@ class ReadingsView(APIView):
         now = ingest.utcnow()
         readings = ingest.parse_body(raw)
         key = idempotency.header_key(request)
-        resolved = ingest.check(service, readings, now)
+        try:
+            return self._ingest(service, raw, readings, key, now, cached=True)
+        except IntegrityError:
+            # A remembered id went stale (a route removed meanwhile): resolve afresh once.
+            ingest.names.clear()
+            return self._ingest(service, raw, readings, key, now, cached=False)
+
+    def _ingest(self, service, raw, readings, key, now, *, cached):
+        resolved = ingest.check(service, readings, now, cached=cached)
         if key is None:
             accepted = ingest.store(service, resolved, now)
             return Response(_result(accepted, len(resolved)), status=201)
