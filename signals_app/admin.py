@@ -1285,11 +1285,26 @@ class ContentItemAdmin(SimpleHistoryAdmin):
     def _decide(self, request, queryset, decision):
         """First a page that asks for an optional note; its submit records the decision."""
         if "apply" not in request.POST:
+            # "Select all N" comes back as select_across with the changelist's filters (the
+            # form posts to the same URL), not as N ids: a form of more than
+            # DATA_UPLOAD_MAX_NUMBER_FIELDS ids would be refused with a 400.
+            select_across = request.POST.get("select_across") not in (None, "", "0", "False")
+            selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+            listed = list(
+                queryset.order_by("reference").only("pk", "reference", "title", "version")[
+                    :REVIEW_CONFIRM_LISTED
+                ]
+            )
+            count = queryset.count() if len(listed) == REVIEW_CONFIRM_LISTED else len(listed)
             context = {
                 **self.admin_site.each_context(request),
                 "title": f"{Review.Decision(decision).label.capitalize()}: add a note",
                 "opts": self.model._meta,
-                "items": queryset.order_by("reference"),
+                "count": count,
+                "items": listed,
+                "more": count - len(listed),
+                "select_across": select_across,
+                "selected": selected[:1] if select_across else selected,
                 "decision": Review.Decision(decision),
                 "action": request.POST.get("action"),
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
@@ -1337,6 +1352,10 @@ class ContentItemAdmin(SimpleHistoryAdmin):
         context["can_review"] = self.has_review_permission(request)
         context["review_decisions"] = Review.Decision.choices
         return super().render_change_form(request, context, *args, **kwargs)
+
+
+# The note page lists this many of the items decided on, then says how many more.
+REVIEW_CONFIRM_LISTED = 100
 
 
 def _is_web_url(url):
