@@ -1312,7 +1312,11 @@ class ContentItemAdmin(SimpleHistoryAdmin):
             return TemplateResponse(
                 request, "admin/signals_app/contentitem/review_selected.html", context
             )
-        reviews = queryset.review(request.user, decision, request.POST.get("note", "").strip())
+        form = ReviewDecisionForm({"decision": decision, "note": request.POST.get("note", "")})
+        if not form.is_valid():
+            self.message_user(request, form.problem(), messages.ERROR)
+            return None
+        reviews = queryset.review(request.user, decision, form.cleaned_data["note"])
         self.message_user(
             request,
             f"{len(reviews)} item(s) marked {Review.Decision(decision).label}.",
@@ -1336,12 +1340,13 @@ class ContentItemAdmin(SimpleHistoryAdmin):
         item = self.get_object(request, unquote(object_id))
         if item is None:  # unknown, or not an id at all
             raise Http404(f"no content item with id {object_id!r}")
-        decision = request.POST.get("decision")
-        if decision not in Review.Decision.values:
-            self.message_user(request, "Choose reviewed or changes requested.", messages.ERROR)
+        form = ReviewDecisionForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, form.problem(), messages.ERROR)
         else:
+            decision = form.cleaned_data["decision"]
             ContentItem.objects.filter(pk=item.pk).review(
-                request.user, decision, request.POST.get("note", "").strip()
+                request.user, decision, form.cleaned_data["note"]
             )
             self.message_user(
                 request, f"{item.reference} marked {Review.Decision(decision).label}."
@@ -1356,6 +1361,18 @@ class ContentItemAdmin(SimpleHistoryAdmin):
 
 # The note page lists this many of the items decided on, then says how many more.
 REVIEW_CONFIRM_LISTED = 100
+
+
+class ReviewDecisionForm(forms.Form):
+    """What the item page and the actions post; the same limits as the API's reviews."""
+
+    decision = forms.ChoiceField(choices=Review.Decision.choices)
+    note = forms.CharField(required=False, max_length=5000)  # refuses NUL too
+
+    def problem(self):
+        """The first error as one line, e.g. `Note: Null characters are not allowed.`"""
+        name, errors = next(iter(self.errors.items()))
+        return f"{self.fields[name].label or name.capitalize()}: {errors[0]}"
 
 
 def _is_web_url(url):

@@ -322,6 +322,29 @@ def test_a_decision_on_an_item_that_does_not_exist_is_a_404(as_carol, object_id)
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("note", ["nul \x00 inside", "x" * 5001])
+def test_a_note_no_review_can_hold_is_refused_on_both_forms(as_carol, note):
+    # A NUL made PostgreSQL refuse the insert (a 500); the API refuses both with a 400.
+    item = make_content_item("a", review_status="needs_review")
+
+    on_page = as_carol.post(
+        f"{CHANGELIST}{item.pk}/review/", {"decision": "reviewed", "note": note}, follow=True
+    )
+    by_action = as_carol.post(
+        CHANGELIST,
+        {"action": "mark_reviewed", ACTION_CHECKBOX_NAME: [item.pk], "apply": "yes", "note": note},
+        follow=True,
+    )
+
+    for response in (on_page, by_action):
+        assert response.status_code == 200
+        shown = [str(message) for message in response.context["messages"]]
+        assert any(message.startswith("Note: ") for message in shown), shown
+    assert not Review.objects.exists()
+    assert ContentItem.objects.get().review_status == "needs_review"
+
+
+@pytest.mark.django_db
 def test_someone_who_is_no_reviewer_gets_403_on_the_item_page_decision(client, viewer):
     item = make_content_item("a", review_status="needs_review")
     client.force_login(viewer)
