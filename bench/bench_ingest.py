@@ -1,6 +1,6 @@
 """Benchmark POST /api/v1/readings under gunicorn on 127.0.0.1 against PostgreSQL.
 
-    python bench/bench_ingest.py [--duration 10] [--clients 8] [--workers 4]
+    python bench/bench_ingest.py [--duration 10] [--clients 8] [--workers 2]
     make bench-ingest
 
 In one run, on a throwaway PostgreSQL database `bench_ingest` (on the server of
@@ -300,7 +300,7 @@ def main():
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
     parser.add_argument("--naive-duration", type=float, default=5.0, help="seconds, naive peer")
     parser.add_argument("--copy-rows", type=int, default=100_000, help="rows per COPY (3 runs)")
     args = parser.parse_args()
@@ -318,7 +318,7 @@ def main():
         print(
             f"bench-ingest: gunicorn {args.workers} sync workers on 127.0.0.1:{port}, "
             f"PostgreSQL {DATABASE}, {args.clients} clients, {args.duration:.0f} s per run, "
-            f"{os.cpu_count()} cores"
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before"
         )
         # warm up both endpoints (imports, connections, plans)
         load(port, "/api/v1/readings", key, args.batch, 2, 1.0, "warm")
@@ -342,6 +342,8 @@ def main():
             gunicorn.wait(10)
         drop_database(server_url)
 
+    # The machine is shared: the load average says how much else competed for the cores.
+    print(f"load average {os.getloadavg()[0]:.1f} after")
     copy_share = ours["readings_per_s"] / copy_rate
     naive_ratio = ours["readings_per_s"] / naive["readings_per_s"]
     rows = [

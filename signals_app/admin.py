@@ -392,6 +392,14 @@ class ServiceKeyAdmin(admin.ModelAdmin):
     list_select_related = ["service"]
     search_fields = ["prefix", "name", "service__slug"]
     readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(
+            request, f"Revoked {revoked} key(s); they stop working within a few seconds."
+        )
 
 
 @admin.register(Environment)

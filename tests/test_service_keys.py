@@ -58,3 +58,17 @@ def test_the_admin_action_shows_the_key_once_and_stores_its_hash(client, blog, d
     # The change page never shows the secret again.
     again = client.get(f"/admin/signals_app/service/{blog.pk}/change/").content.decode()
     assert raw not in again
+
+
+@pytest.mark.django_db
+def test_the_admin_revokes_selected_keys(client, blog, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    key, raw = ServiceKey.issue(blog)
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/signals_app/servicekey/", {"action": "revoke", "_selected_action": [key.pk]}
+    )
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert ServiceKey.authenticate(raw) == (None, "the API key was revoked")
