@@ -27,6 +27,7 @@ Definitions used everywhere:
 
 import json
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -1063,8 +1064,14 @@ def _hit_ratio(hit, miss):
     return hit.count / known if known else None
 
 
-def _direction_of(signal, before, after, noise_band_pct):
-    """better / worse / same for one statistic."""
+def _direction_of(signal, before, after, noise_band_pct, samples=None):
+    """better / worse / same for one statistic.
+
+    Within the noise band (relative change) it is the same. For ratios a move must also be
+    larger than chance: two standard errors of the difference of two proportions with the
+    pooled rate (a two-proportion z-test at ~95%), so 0 errors in 180 requests before and 1
+    after is not a regression. For ratio readings that are not 0/1 this overestimates the
+    variance, which only makes the verdict more careful."""
     if before is None or after is None:
         return None
     if before == 0:
@@ -1072,6 +1079,12 @@ def _direction_of(signal, before, after, noise_band_pct):
             return "same"
     elif abs(after - before) / abs(before) * 100 <= noise_band_pct:
         return "same"
+    if signal.kind == Signal.Kind.RATIO and samples and 0 <= before <= 1 and 0 <= after <= 1:
+        n_before, n_after = samples
+        pooled = (before * n_before + after * n_after) / (n_before + n_after)
+        error = math.sqrt(pooled * (1 - pooled) * (1 / n_before + 1 / n_after))
+        if abs(after - before) <= 1.96 * error:
+            return "same"
     return "worse" if is_worse(signal, after, before) else "better"
 
 
@@ -1107,7 +1120,11 @@ def _segment_entry(signal, segment, before, after, *, confounded, mix_moved, set
     else:
         moves = {
             name: _direction_of(
-                signal, before_summary[name], after_summary[name], settings.noise_band_pct
+                signal,
+                before_summary[name],
+                after_summary[name],
+                settings.noise_band_pct,
+                samples=(before.count, after.count),
             )
             for name in verdict_statistics(signal)
         }
@@ -1208,6 +1225,10 @@ def _change_summary(change):
 def compare_change(change, minutes=60, now=None, *, settings=None):
     """Before vs after a change: windows of equal length on both sides of `applied_at`.
 
+    A reading observed exactly at `applied_at` counts as before, so a change at time t
+    splits readings into <= t and > t, and a window (start, end] is mixed by a change only
+    when start < t < end: that is when another change confounds a comparison.
+
     before = (applied_at - L, applied_at], after = (applied_at, applied_at + L] with
     L = `minutes`, shortened to the time elapsed since applied_at while the after window is
     still filling (both sides keep the same length). Per signal with readings and per cache
@@ -1243,7 +1264,7 @@ def compare_changes(changes, minutes=60, now=None, *, settings=None):
             Change.objects.filter(
                 route_id__in={c.route_id for c, *_ in live},
                 applied_at__gt=min(start for *_, start, _ in live),
-                applied_at__lte=max(end for *_, end in live),
+                applied_at__lt=max(end for *_, end in live),
             ).order_by("applied_at")
         )
         signals = list(Signal.objects.all())
@@ -1287,7 +1308,7 @@ def compare_changes(changes, minutes=60, now=None, *, settings=None):
             if other.pk != change.pk
             and other.route_id == change.route_id
             and other.environment_id == change.environment_id
-            and start < other.applied_at <= end
+            and start < other.applied_at < end
         ]
         entries = []
         for sig in signals:
@@ -1383,7 +1404,7 @@ def compare_to_baseline(route, minutes=60, now=None, *, environment=None, settin
             change
             for change in changes
             if change.environment_id == env.pk
-            and any(lo < change.applied_at <= hi for lo, hi in windows_of_comparison)
+            and any(lo < change.applied_at < hi for lo, hi in windows_of_comparison)
         ]
         entry = _signal_entry(
             sig,

@@ -81,6 +81,14 @@ def test_a_change_between_the_windows_is_what_is_judged(route, baseline):
 
 
 @pytest.mark.django_db
+def test_a_change_at_the_end_of_the_baseline_window_does_not_confound_it(route, baseline):
+    # readings at the change's time count as before it: the baseline window is not mixed
+    make_change(route, CAPTURED)
+    make_readings(route, spread(120.0), start=NOW, step=STEP)
+    assert entry_of(compare_to_baseline(route, now=NOW))["verdict"] == "improved"
+
+
+@pytest.mark.django_db
 def test_a_change_inside_a_window_confounds_it(route, baseline):
     change = make_change(route, NOW - timedelta(minutes=10))
     make_readings(route, spread(120.0), start=NOW, step=STEP)

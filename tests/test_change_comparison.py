@@ -158,6 +158,7 @@ def test_another_change_overlapping_the_windows_confounds_it(route, change):
 def test_changes_outside_the_windows_or_elsewhere_do_not_confound(route, change, blog):
     make_change(route, APPLIED + timedelta(minutes=61))
     make_change(route, APPLIED - timedelta(minutes=60))  # exactly at the before window's start
+    make_change(route, APPLIED + timedelta(minutes=60))  # exactly at the after window's end
     make_change(route, APPLIED, env="staging")
     make_change(make_route(blog), APPLIED)
     before(route, spread(200.0))
@@ -228,3 +229,19 @@ def test_many_changes_are_compared_in_three_queries(route, change, django_assert
     assert first == compare_change(change, now=LATER)
     assert (second["verdict"], second["reason"]) == ("inconclusive", "too_few_samples")
     assert third["reason"] == "no_window"
+
+
+@pytest.mark.django_db
+def test_one_error_more_in_forty_requests_is_chance_not_a_regression(route, change):
+    before(route, [0.0] * 40, signal_key="error_rate")
+    after(route, [0.0] * 39 + [1.0], signal_key="error_rate")
+    entry = signal_entry(compare_change(change, now=LATER), "error_rate")
+    assert segment(entry, "all")["delta"]["mean"] == pytest.approx(0.025)
+    assert entry["verdict"] == "unchanged"
+
+
+@pytest.mark.django_db
+def test_many_more_errors_are_a_regression(route, change):
+    before(route, [0.0] * 39 + [1.0], signal_key="error_rate")
+    after(route, [0.0] * 30 + [1.0] * 10, signal_key="error_rate")
+    assert signal_entry(compare_change(change, now=LATER), "error_rate")["verdict"] == "regressed"

@@ -63,13 +63,24 @@ def test_minutes_and_min_samples_come_from_the_query(client, alice, change):
     assert body["signals"][0]["segments"][0]["after"]["samples"] == 5  # applied + 11..15 min
     body = call(client, "GET", url(change, "?minutes=30&min_samples=50")).json()
     assert body["signals"][0]["reason"] == "too_few_samples"
+    body = call(client, "GET", url(change, "?noise_band_pct=50")).json()
+    assert (body["noise_band_pct"], body["verdict"]) == (50.0, "unchanged")
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("query", ["?minutes=0", "?minutes=abc", "?minutes=20000"])
-def test_it_rejects_bad_minutes(client, alice, change, query):
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("?minutes=0", "minutes"),
+        ("?minutes=abc", "minutes"),
+        ("?minutes=20000", "minutes"),
+        ("?min_samples=0", "min_samples"),
+        ("?noise_band_pct=-1", "noise_band_pct"),
+    ],
+)
+def test_it_rejects_bad_query_parameters(client, alice, change, query, field):
     client.force_login(alice)
-    call(client, "GET", url(change, query), expect_status=400, expect_field="minutes")
+    call(client, "GET", url(change, query), expect_status=400, expect_field=field)
 
 
 @pytest.mark.django_db

@@ -64,3 +64,9 @@ def test_minutes_come_from_the_query(client, alice, route):
     body = call(client, "GET", url(route, "?minutes=10")).json()
     assert body["signals"][0]["segments"][0]["after"]["samples"] == 10
     assert body["signals"][0]["reason"] == "too_few_samples"
+
+
+@pytest.mark.django_db
+def test_an_empty_environment_is_refused(client, alice, route):
+    client.force_login(alice)
+    call(client, "GET", url(route, "?environment="), expect_status=400, expect_field="environment")

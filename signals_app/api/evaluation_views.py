@@ -6,7 +6,7 @@ it in the OpenAPI schema.
 """
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
@@ -166,16 +166,44 @@ class BaselineComparisonSerializer(_ComparisonSettings):
 
 
 class ComparisonQuerySerializer(serializers.Serializer):
-    minutes = serializers.IntegerField(min_value=1, max_value=MAX_MINUTES, default=60)
-    min_samples = serializers.IntegerField(
-        min_value=1, max_value=1_000_000, default=evaluation.MIN_COMPARISON_SAMPLES
+    minutes = serializers.IntegerField(
+        min_value=1, max_value=MAX_MINUTES, default=60, help_text="Length of each window."
     )
-    environment = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Environment.objects.all(), required=False
+    min_samples = serializers.IntegerField(
+        min_value=1,
+        max_value=1_000_000,
+        default=evaluation.MIN_COMPARISON_SAMPLES,
+        help_text="Readings needed on each side for a verdict.",
+    )
+    noise_band_pct = serializers.FloatField(
+        min_value=0,
+        max_value=100,
+        default=evaluation.NOISE_BAND_PCT,
+        help_text="A relative change within this band (percent) is unchanged.",
     )
 
     def settings(self):
-        return evaluation.ComparisonSettings(min_samples=self.validated_data["min_samples"])
+        return evaluation.ComparisonSettings(
+            min_samples=self.validated_data["min_samples"],
+            noise_band_pct=self.validated_data["noise_band_pct"],
+        )
+
+
+class RouteComparisonQuerySerializer(ComparisonQuerySerializer):
+    environment = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Environment.objects.all(),
+        required=False,
+        help_text="Only the baselines of this environment (default: all).",
+    )
+
+    def validate(self, attrs):
+        # DRF reads `?environment=` as absent; an empty name is a mistake, not "all".
+        if self.initial_data.get("environment") == "":
+            raise serializers.ValidationError(
+                {"environment": "name an environment, e.g. production, or leave it out"}
+            )
+        return attrs
 
 
 class BaselineCaptureSerializer(serializers.Serializer):
@@ -267,12 +295,12 @@ class RouteComparisonView(EvaluationView):
     @extend_schema(
         operation_id="routes_comparison",
         summary="Active baselines vs the last N minutes, per signal and cache segment",
-        parameters=[ComparisonQuerySerializer],
+        parameters=[RouteComparisonQuerySerializer],
         responses={200: BaselineComparisonSerializer},
     )
     def get(self, request, pk):
         route = get_object_or_404(Route.objects.all(), pk=pk)
-        query = ComparisonQuerySerializer(data=request.query_params)
+        query = RouteComparisonQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         result = evaluation.compare_to_baseline(
             route,
@@ -287,12 +315,7 @@ class ChangeComparisonView(EvaluationView):
     @extend_schema(
         operation_id="changes_comparison",
         summary="Before vs after a change, per signal and cache segment, with verdicts",
-        parameters=[
-            OpenApiParameter("minutes", int, description="Length of each window (default 60)."),
-            OpenApiParameter(
-                "min_samples", int, description="Readings needed on each side (default 20)."
-            ),
-        ],
+        parameters=[ComparisonQuerySerializer],
         responses={200: ChangeComparisonSerializer},
     )
     def get(self, request, pk):

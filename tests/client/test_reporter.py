@@ -242,7 +242,7 @@ def test_it_drops_and_counts_when_the_queue_is_full(make_reporter):
 
     started = time.perf_counter()
     record_requests(reporter, 150)
-    assert time.perf_counter() - started < 0.5  # never blocks
+    assert time.perf_counter() - started < 5.0  # never blocks (blocking would hang)
 
     assert reporter.stats()["dropped"] == 50
     reporter.flush()
