@@ -91,10 +91,18 @@ def test_it_filters_by_score_band(as_carol):
     assert references(as_carol.get(URL, {"score_band": "high"})) == ["strong"]
 
 
+def messages(body):
+    return [error["message"] for error in body["errors"]]
+
+
 @pytest.mark.django_db
-def test_an_unknown_filter_value_is_a_400_problem(as_carol):
-    problem(as_carol.get(URL, {"score_band": "great"}), 400, field="score_band")
-    problem(as_carol.get(URL, {"review_status": "approved"}), 400, field="review_status")
+def test_an_unknown_filter_value_is_a_400_saying_what_is_expected(as_carol):
+    band = problem(as_carol.get(URL, {"score_band": "great"}), 400, field="score_band")
+    assert messages(band) == ["expected low, medium, high or unscored, received 'great'"]
+    status = problem(as_carol.get(URL, {"review_status": "approved"}), 400, "review_status")
+    assert messages(status) == [
+        "expected draft, needs_review, reviewed or changes_requested, received 'approved'"
+    ]
 
 
 @pytest.mark.django_db
@@ -238,7 +246,8 @@ def test_an_unknown_decision_is_a_400_naming_the_field(as_carol):
     response = as_carol.post(
         review_url("anp-1"), {"decision": "approved"}, content_type="application/json"
     )
-    problem(response, 400, field="decision")
+    body = problem(response, 400, field="decision")
+    assert messages(body) == ["expected reviewed or changes_requested, received 'approved'"]
     assert not Review.objects.exists()
 
 

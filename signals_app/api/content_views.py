@@ -77,8 +77,19 @@ class ContentItemDetailSerializer(ContentItemSerializer):
         ]
 
 
+def _one_of(values, received="%(value)r"):
+    """`expected a, b or c, received ...`: a choice's error message (Django forms fill
+    %(value)r; DRF fields take received="'{input}'")."""
+    values = list(values)
+    return f"expected {', '.join(values[:-1])} or {values[-1]}, received {received}"
+
+
 class ReviewSerializer(serializers.ModelSerializer):
     item = serializers.SlugRelatedField(slug_field="reference", read_only=True)
+    decision = serializers.ChoiceField(
+        choices=Review.Decision.choices,
+        error_messages={"invalid_choice": _one_of(Review.Decision.values, received="'{input}'")},
+    )
     reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
 
@@ -89,8 +100,15 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 
 class ContentFilter(StrictFilterSet):
-    review_status = filters.MultipleChoiceFilter(choices=ContentItem.ReviewStatus.choices)
-    score_band = filters.ChoiceFilter(choices=SCORE_BANDS, method="filter_score_band")
+    review_status = filters.MultipleChoiceFilter(
+        choices=ContentItem.ReviewStatus.choices,
+        error_messages={"invalid_choice": _one_of(ContentItem.ReviewStatus.values)},
+    )
+    score_band = filters.ChoiceFilter(
+        choices=SCORE_BANDS,
+        method="filter_score_band",
+        error_messages={"invalid_choice": _one_of(band for band, _ in SCORE_BANDS)},
+    )
     ai_generated_style = StrictBooleanFilter()
     has_images = StrictBooleanFilter()
     image_heavy = StrictBooleanFilter()
