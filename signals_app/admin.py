@@ -14,11 +14,12 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -27,6 +28,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.template_utils import HistoricalRecordContextHelper
 
 from . import charts, evaluation
 from .models import (
@@ -1035,7 +1037,13 @@ class ScoreBandFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        return queryset.score_band(self.value()) if self.value() else queryset
+        if not self.value():
+            return queryset
+        try:
+            return queryset.score_band(self.value())
+        except ValueError as exc:
+            # The admin's answer to a lookup it does not know: the list, flagged ?e=1.
+            raise IncorrectLookupParameters(exc) from exc
 
 
 class ReviewInline(admin.TabularInline):
@@ -1056,13 +1064,67 @@ class ReviewInline(admin.TabularInline):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("reviewer")
+        # Each row is labelled with str(review), which names the item's reference: joined
+        # here (that column only), or it costs a query per review.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("reviewer", "item")
+            .only(*self.fields, "item__reference")
+        )
 
 
 def _bullets(items):
+    items = list(items)
     if not items:
         return "—"
     return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((i,) for i in items)))
+
+
+def _entity(entity):
+    return format_html("{} <small>({})</small>", entity.get("name", ""), entity.get("type", ""))
+
+
+def _image_source(image):
+    url = image.get("url", "")
+    return format_html(
+        '{} — {} <a href="{}" rel="noopener noreferrer">{}</a>',
+        image.get("caption", ""),
+        image.get("source", ""),
+        url if _is_web_url(url) else "#",
+        url,
+    )
+
+
+# How each list field of a ContentItem is shown, item by item: on the item page and in
+# its history alike, as a bulleted list, never as JSON.
+CONTENT_LIST_ITEMS = {
+    "ai_outline": str,
+    "stack": str,
+    "tools": str,
+    "checklist": str,
+    "notes": str,
+    "missing_fields": lambda name: name.replace("_", " "),
+    "entities": _entity,
+    "image_sources": _image_source,
+}
+
+
+def content_list(name, value):
+    """A ContentItem list field (or its payload) as a bulleted list."""
+    if name == "payload":
+        return _bullets(f"{key}: {item}" for key, item in (value or {}).items())
+    return _bullets(map(CONTENT_LIST_ITEMS[name], value or []))
+
+
+class ContentHistoryHelper(HistoricalRecordContextHelper):
+    """The history's before/after of a list field as lists (simple_history prints the
+    Python repr of a JSON value)."""
+
+    def stringify_delta_change_values(self, change, old, new):
+        if change.field in CONTENT_LIST_ITEMS or change.field == "payload":
+            return content_list(change.field, old), content_list(change.field, new)
+        return super().stringify_delta_change_values(change, old, new)
 
 
 @admin.register(ContentItem)
@@ -1173,51 +1235,42 @@ class ContentItemAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="AI outline")
     def outline_list(self, item):
-        return _bullets(item.ai_outline)
+        return content_list("ai_outline", item.ai_outline)
 
     @admin.display(description="stack")
     def stack_list(self, item):
-        return _bullets(item.stack)
+        return content_list("stack", item.stack)
 
     @admin.display(description="tools")
     def tools_list(self, item):
-        return _bullets(item.tools)
+        return content_list("tools", item.tools)
 
     @admin.display(description="checklist")
     def checklist_list(self, item):
-        return _bullets(item.checklist)
+        return content_list("checklist", item.checklist)
 
     @admin.display(description="notes")
     def notes_list(self, item):
-        return _bullets(item.notes)
+        return content_list("notes", item.notes)
 
     @admin.display(description="missing meta fields")
     def missing_fields_list(self, item):
-        return _bullets([name.replace("_", " ") for name in item.missing_fields])
+        return content_list("missing_fields", item.missing_fields)
 
     @admin.display(description="entities")
     def entities_list(self, item):
-        return _bullets(
-            format_html("{} <small>({})</small>", e.get("name", ""), e.get("type", ""))
-            for e in item.entities
-        )
+        return content_list("entities", item.entities)
 
     @admin.display(description="image sources")
     def image_sources_list(self, item):
-        return _bullets(
-            format_html(
-                '{} — {} <a href="{}" rel="noopener noreferrer">{}</a>',
-                image.get("caption", ""),
-                image.get("source", ""),
-                image.get("url", "") if _is_web_url(image.get("url", "")) else "#",
-                image.get("url", ""),
-            )
-            for image in item.image_sources
-        )
+        return content_list("image_sources", item.image_sources)
 
     @admin.display(description="payload")
     def payload_list(self, item):
-        return _bullets(f"{key}: {value}" for key, value in item.payload.items())
+        return content_list("payload", item.payload)
+
+    def get_historical_record_context_helper(self, request, historical_record):
+        return ContentHistoryHelper(self.model, historical_record)
 
     # -- review decisions
 
@@ -1265,7 +1318,9 @@ class ContentItemAdmin(SimpleHistoryAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_review_permission(request):
             raise PermissionDenied
-        item = get_object_or_404(ContentItem, pk=object_id)
+        item = self.get_object(request, unquote(object_id))
+        if item is None:  # unknown, or not an id at all
+            raise Http404(f"no content item with id {object_id!r}")
         decision = request.POST.get("decision")
         if decision not in Review.Decision.values:
             self.message_user(request, "Choose reviewed or changes requested.", messages.ERROR)

@@ -14,6 +14,7 @@ or raises `ContentFormatError` naming the file, the line and what was expected.
 import datetime
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,11 @@ PAIR_KEYS = {
     "flags": {name.replace("_", " "): name for name in FLAGS},
     "payload": {"source id": "source_id"},  # other payload keys go into `payload`
 }
-INTEGER_FIELDS = {"reading_time", "view_count"}
+# The largest value each integer field's column holds (PositiveIntegerField,
+# PositiveBigIntegerField; payload numbers as a bigint): a larger one would make the
+# database refuse the whole import chunk, so it fails its own document here.
+BIGINT_MAX = 2**63 - 1
+INTEGER_FIELDS = {"reading_time": 2**31 - 1, "view_count": BIGINT_MAX}
 PAYLOAD_INTEGERS = {"paragraphs", "seed"}
 
 # The meta fields a document is expected to give; the ones it does not give are
@@ -116,6 +121,8 @@ MAX_LENGTHS = {
     "content_hash": 128,
 }
 _REFERENCE = re.compile(r"^[\w.\-]+$")
+FOUND_MAX_CHARS = 120
+NO_NUL = "text without NUL (0x00) characters"
 
 
 class ContentFormatError(ValueError):
@@ -126,7 +133,10 @@ class ContentFormatError(ValueError):
         where = f"{self.path}:{line}" if line else self.path
         message = f"{where}: expected {expected}"
         if found is not None:
-            message += f", found {found!r}"
+            shown = repr(found)
+            if len(shown) > FOUND_MAX_CHARS:  # a 5 KB article or 5,000 digits help no one
+                shown = f"{shown[: FOUND_MAX_CHARS - 20]}... ({len(shown)} characters)"
+            message += f", found {shown}"
         super().__init__(message)
 
 
@@ -190,8 +200,13 @@ class ContentDocument:
 # Reading files
 
 
-def parse_file(path):
-    """Parse one `.json` or text file into a list of documents (a JSON file may hold many)."""
+def parse_file(path, *, keep_going=False):
+    """Parse one `.json` or text file into a list of documents (a JSON file may hold many).
+
+    A bad document raises ContentFormatError. With `keep_going`, each bad document of a
+    JSON file takes its place in the list as its ContentFormatError, so that the others
+    are still imported.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -199,17 +214,23 @@ def parse_file(path):
         raise ContentFormatError(path, None, "a readable file", exc.strerror) from exc
     text = decode(raw, path)
     if path.suffix.lower() == ".json":
-        return parse_json(text, path)
+        return parse_json(text, path, keep_going=keep_going)
     return [parse_text(text, path)]
 
 
 def decode(raw, path):
     """UTF-8 (with or without a BOM); an undecodable byte is reported with its line."""
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ContentFormatError(path, line, "UTF-8 text", f"byte 0x{raw[exc.start]:02x}") from exc
+    nul = text.find("\x00")
+    if nul >= 0:
+        # PostgreSQL cannot store NUL in text (SQLite could): refused on both alike.
+        line = normalize(text[:nul]).count("\n") + 1
+        raise ContentFormatError(path, line, NO_NUL, "a NUL character")
+    return text
 
 
 def normalize(text):
@@ -392,7 +413,8 @@ def _parse_pairs(label, items, values, seen, extra, path):
 
 def _payload_value(key, value, path, lineno):
     if key in PAYLOAD_INTEGERS:
-        return _integer(value, f"a whole number for payload {key!r}", path, lineno)
+        expected = f"a whole number for payload {key!r}, at most {BIGINT_MAX:,}"
+        return _integer(value, expected, path, lineno)
     return value
 
 
@@ -419,9 +441,16 @@ def _note_for_unknown(stripped, items):
 # Values
 
 
-def _integer(value, expected, path, lineno):
+def _integer(value, expected, path, lineno, maximum=BIGINT_MAX):
+    """A whole number from 0 to `maximum` (`expected` says so), or ContentFormatError."""
     text = str(value).strip().replace(",", "").replace("_", "")
-    if isinstance(value, bool) or not re.fullmatch(r"\d+", text):
+    if (
+        isinstance(value, bool)
+        or not re.fullmatch(r"\d+", text)
+        # by length first: int() refuses more than 4,300 digits
+        or len(text.lstrip("0")) > len(str(maximum))
+        or int(text) > maximum
+    ):
         raise ContentFormatError(path, lineno, expected, value)
     return int(text)
 
@@ -431,12 +460,8 @@ def _scalar(name, raw, path, lineno):
     if name in SCORES:
         if raw is None or raw == "":
             return None
-        number = _integer(raw, f"a whole number from 0 to 100 for score {name!r}", path, lineno)
-        if number > 100:
-            raise ContentFormatError(
-                path, lineno, f"a whole number from 0 to 100 for score {name!r}", raw
-            )
-        return number
+        expected = f"a whole number from 0 to 100 for score {name!r}"
+        return _integer(raw, expected, path, lineno, maximum=100)
     if name in FLAGS:
         text = str(raw).strip().lower()
         if raw is True or raw is False:
@@ -450,8 +475,9 @@ def _scalar(name, raw, path, lineno):
     if name in INTEGER_FIELDS:
         if raw is None or raw == "":
             return None
-        label = name.replace("_", " ")
-        return _integer(raw, f"a whole number after {label!r}", path, lineno)
+        label, maximum = name.replace("_", " "), INTEGER_FIELDS[name]
+        expected = f"a whole number after {label!r}, at most {maximum:,}"
+        return _integer(raw, expected, path, lineno, maximum=maximum)
     if name == "last_reviewed_at":
         if raw is None or raw == "":
             return None
@@ -507,22 +533,34 @@ def _is_missing(document, name, seen):
 # "quality": 80).
 
 
-def parse_json(text, path="<json>"):
+def parse_json(text, path="<json>", *, keep_going=False):
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ContentFormatError(path, exc.lineno, f"valid JSON ({exc.msg})") from exc
+    except ValueError as exc:  # what json.loads refuses beyond its syntax: int() limits
+        limit = sys.get_int_max_str_digits()
+        raise ContentFormatError(
+            path, None, f"valid JSON with numbers of at most {limit:,} digits"
+        ) from exc
+    except RecursionError as exc:
+        raise ContentFormatError(path, None, "valid JSON (nested too deeply)") from exc
     if isinstance(data, dict) and isinstance(data.get("documents"), list):
         data = data["documents"]
     documents = data if isinstance(data, list) else [data]
     parsed = []
     for position, entry in enumerate(documents):
         where = f"{path}[{position}]" if isinstance(data, list) else path
-        if not isinstance(entry, dict):
-            raise ContentFormatError(
-                where, None, "a JSON object per document", type(entry).__name__
-            )
-        parsed.append(_json_document(entry, where))
+        try:
+            if not isinstance(entry, dict):
+                raise ContentFormatError(
+                    where, None, "a JSON object per document", type(entry).__name__
+                )
+            parsed.append(_json_document(entry, where))
+        except ContentFormatError as error:
+            if not keep_going:
+                raise
+            parsed.append(error)
     return parsed
 
 
@@ -558,6 +596,7 @@ def _json_document(entry, path):
         where = f"{path} ({raw_key})"
         if key in _JSON_IGNORED:
             continue
+        _check_storable([raw_key, value], where)
         if key in _JSON_GROUPS or key == "payload":
             if not isinstance(value, dict):
                 raise ContentFormatError(where, None, "an object of 'name: value' fields", value)
@@ -585,6 +624,29 @@ def _json_document(entry, path):
     values.setdefault("title", "")
     values.setdefault("body", "")
     return _document(values, seen, path, lambda name: None)
+
+
+def _check_storable(value, where):
+    """Refuse the strings JSON escapes can make and no database stores: NUL (\\u0000;
+    PostgreSQL) and lone surrogates (\\ud800; neither encodes them as UTF-8)."""
+    pending = [value]
+    while pending:  # a loop, not recursion: the nesting depth is the document's
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise ContentFormatError(where, None, NO_NUL, item)
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ContentFormatError(
+                        where, None, "text without lone surrogates (like \\ud800)", item
+                    ) from None
 
 
 def _set_json(values, seen, name, value, where):

@@ -148,11 +148,17 @@ class Importer:
                 self._keep(identity[0], identity[1:], path, None)
                 continue
             try:
-                parsed = parse_file(path) if text is None else [parse_text(text, path)]
+                if text is None:
+                    parsed = parse_file(path, keep_going=True)
+                else:
+                    parsed = [parse_text(text, path)]
             except ContentFormatError as exc:
                 self.result.fail(str(exc))
                 continue
             for document in parsed:
+                if isinstance(document, ContentFormatError):  # one of a JSON file's documents
+                    self.result.fail(str(document))
+                    continue
                 key = (document.content_hash, document.body)
                 self._keep(document.reference, key, path, document)
                 if self.seen[document.reference][2] is document:

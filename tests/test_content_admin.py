@@ -10,7 +10,13 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from signals_app.models import ContentItem, Review
-from tests.builders import SAMPLE_CONTENT, make_content_item, make_user
+from tests.builders import (
+    SAMPLE_CONTENT,
+    content_text,
+    make_content_item,
+    make_user,
+    write_content,
+)
 
 CHANGELIST = "/admin/signals_app/contentitem/"
 QUEUE_QUERIES = 7
@@ -90,6 +96,15 @@ def test_it_filters_by_flags_score_band_and_status(as_carol, query, expected):
 
 
 @pytest.mark.django_db
+def test_an_unknown_score_band_in_the_url_is_no_server_error(as_carol):
+    make_content_item("weak", clarity=50)
+    response = as_carol.get(f"{CHANGELIST}?score_band=great")
+    # the admin's answer to any unknown lookup: the unfiltered list, flagged with ?e=1
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+
+
+@pytest.mark.django_db
 def test_the_queue_costs_fixed_queries(as_carol, django_assert_num_queries):
     for number in range(20):
         make_content_item(f"ref-{number:02d}")
@@ -133,10 +148,53 @@ def test_the_item_page_shows_the_review_history(as_carol, carol, sample_item):
 
 
 @pytest.mark.django_db
+def test_the_item_page_costs_fixed_queries_however_many_reviews(
+    as_carol, carol, django_assert_num_queries
+):
+    item = make_content_item("a")
+    decide = ContentItem.objects.filter(pk=item.pk).review
+    decide(carol, "changes_requested")
+    as_carol.get(change_url(item))  # caches the item's content type (history link)
+    # session, user, the item, permissions (user, group), its reviews with their
+    # reviewers and item references
+    with django_assert_num_queries(6):
+        assert as_carol.get(change_url(item)).status_code == 200
+    for _ in range(7):
+        decide(carol, "reviewed")
+    with django_assert_num_queries(6):
+        assert as_carol.get(change_url(item)).status_code == 200
+
+
+@pytest.mark.django_db
 def test_the_item_page_keeps_the_import_history(as_carol, sample_item):
     response = as_carol.get(f"{CHANGELIST}{sample_item.pk}/history/")
     assert response.status_code == 200
     assert "import_content" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_history_shows_changed_list_fields_as_lists(as_carol, sample_item, tmp_path):
+    changed = write_content(
+        tmp_path,
+        "changed.txt",
+        content_text(
+            ("d1d09bf4540df2d21afa925c", "0123456789abcdef01234567"),
+            ("  • ruff\n", "  • mypy\n"),
+            ("    • type: area", "    • type: field"),
+            ("  • seed: 22359", "  • seed: 7"),
+        ),
+    )
+    call_command("import_content", str(changed), stdout=StringIO())
+
+    response = as_carol.get(f"{CHANGELIST}{sample_item.pk}/history/")
+    page = response.content.decode()
+
+    assert response.status_code == 200
+    assert "<li>mypy</li>" in page and "<li>ruff</li>" in page
+    assert "backend <small>(field)</small>" in page
+    assert "<li>seed: 7</li>" in page
+    for raw in ("[fastapi", "&#x27;name&#x27;", "{&#x27;", "&quot;name&quot;", "{'"):
+        assert raw not in page  # a list or record as Python repr or JSON
 
 
 @pytest.mark.django_db
@@ -212,6 +270,14 @@ def test_a_reviewer_decides_on_the_item_page(as_carol, carol, sample_item):
         "add a rollback example",
         "1.7.9",
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("object_id", ["not-a-number", "999999"])
+def test_a_decision_on_an_item_that_does_not_exist_is_a_404(as_carol, object_id):
+    response = as_carol.post(f"{CHANGELIST}{object_id}/review/", {"decision": "reviewed"})
+    assert response.status_code == 404
+    assert not Review.objects.exists()
 
 
 @pytest.mark.django_db

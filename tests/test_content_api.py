@@ -98,6 +98,19 @@ def test_an_unknown_filter_value_is_a_400_problem(as_carol):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("flag", ["needs_human_review", "ai_generated_style", "has_images"])
+def test_a_flag_filter_that_is_not_true_or_false_is_a_400_not_ignored(as_carol, flag):
+    # Ignored, `?needs_human_review=yes` listed every item as if it had filtered them.
+    make_content_item("flagged", **{flag: True})
+    make_content_item("plain")
+    body = problem(as_carol.get(URL, {flag: "yes"}), 400, field=flag)
+    assert "true" in body["errors"][0]["message"]
+    assert references(as_carol.get(URL, {flag: "1"})) == ["flagged"]
+    assert references(as_carol.get(URL, {flag: "False"})) == ["plain"]
+    problem(as_carol.get(URL, {flag: ""}), 400, field=flag)  # as every list of the API
+
+
+@pytest.mark.django_db
 def test_it_pages_with_a_cursor(as_carol):
     for reference in ["a", "b", "c"]:
         make_content_item(reference)

@@ -265,6 +265,67 @@ def test_a_bad_value_names_its_line_and_what_was_expected(old, new, expected):
     assert str(error).startswith(f"bad.txt:{line}: expected ")
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # one more than the column holds: PositiveIntegerField, PositiveBigIntegerField
+        ("reading time12", "reading time2147483648", "at most 2,147,483,647"),
+        ("view count617056", "view count9223372036854775808", "at most 9,223,372,036,854,775,807"),
+        ("  • seed: 22359", "  • seed: 9223372036854775808", "at most 9,223,372,036,854,775,807"),
+        # more digits than int() converts (4,300)
+        ("  • quality: 80", "  • quality: " + "9" * 5000, "from 0 to 100 for score 'quality'"),
+    ],
+)
+def test_a_number_too_large_for_its_field_names_its_line(old, new, expected):
+    text = content_text((old, new))
+    line = text.split("\n").index(new) + 1
+    error = format_error(text, "big.txt")
+    assert error.line == line
+    assert expected in str(error)
+    assert len(str(error)) < 300  # the 5,000 digits are not all repeated
+
+
+def test_a_nul_character_names_its_line(tmp_path):
+    # PostgreSQL cannot store NUL in text; SQLite could, so it is refused on both.
+    path = write_content(tmp_path, "nul.txt", content_text(("why this matters", "why\x00 this")))
+    with pytest.raises(ContentFormatError) as caught:
+        parse_file(path)
+    assert caught.value.line == 8  # "why this matters" is line 8 of the sample
+    assert "expected text without NUL (0x00) characters" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("title", "a\x00b", "text without NUL (0x00) characters"),
+        ("tools", ["ok", "\ud800"], "text without lone surrogates"),
+        ("payload", {"gen\x00": "x"}, "text without NUL (0x00) characters"),
+    ],
+)
+def test_json_escapes_that_no_database_stores_name_the_field(tmp_path, field, value, expected):
+    path = tmp_path / "escapes.json"
+    # json.dumps writes them as the escapes \u0000 and \ud800
+    path.write_text(json.dumps(sample_as_json(**{field: value})), encoding="ascii")
+    with pytest.raises(ContentFormatError) as caught:
+        parse_file(path)
+    assert f"({field}): expected {expected}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('{"reference": "x", "view count": ' + "9" * 5000 + "}", "valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "valid JSON (nested too deeply)"),
+    ],
+)
+def test_json_the_parser_refuses_is_an_error_not_a_crash(tmp_path, raw, expected):
+    path = tmp_path / "odd.json"
+    path.write_text(raw, encoding="utf-8")
+    with pytest.raises(ContentFormatError) as caught:
+        parse_file(path)
+    assert expected in str(caught.value)
+
+
 def test_a_label_given_twice_is_an_error_naming_both_lines():
     text = content_text(("difficultyintermediate\n", "difficultyintermediate\ndifficultyhard\n"))
     lines = text.split("\n")

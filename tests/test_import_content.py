@@ -1,6 +1,7 @@
 """`manage.py import_content`: called as a command, asserted on the database and the output."""
 
 import datetime
+import json
 from io import StringIO
 
 import pytest
@@ -220,6 +221,49 @@ def test_one_bad_file_is_reported_and_the_rest_are_imported(tmp_path):
         "found 'lots'"
     )
     assert set(ContentItem.objects.values_list("reference", flat=True)) == {"good-1", "good-2"}
+
+
+@pytest.mark.django_db
+def test_values_no_database_column_holds_fail_their_document_not_the_import(tmp_path):
+    # Before: an OverflowError (SQLite) or DataError (PostgreSQL) from the chunk's insert
+    # ended the whole command with a traceback.
+    variant(tmp_path, "good-1")
+    variant(tmp_path, "huge-views", ("view count617056", "view count99999999999999999999999"))
+    variant(tmp_path, "long-read", ("reading time12", "reading time99999999999"))
+    variant(tmp_path, "nul-byte", ("why this matters", "why\x00 this matters"))
+
+    stdout, stderr = run(tmp_path, expect_failed=3)
+
+    assert summary(stdout) == "created 1, updated 0, unchanged 0, failed 3"
+    assert f"failed: {tmp_path / 'huge-views.txt'}:" in stderr
+    assert f"failed: {tmp_path / 'long-read.txt'}:" in stderr
+    assert f"failed: {tmp_path / 'nul-byte.txt'}:8: expected text without NUL" in stderr
+    assert list(ContentItem.objects.values_list("reference", flat=True)) == ["good-1"]
+
+
+@pytest.mark.django_db
+def test_one_bad_document_in_a_json_list_fails_alone(tmp_path):
+    good = {"title": "fine", "body": "text", "hash": "h"}
+    path = tmp_path / "many.json"
+    path.write_text(
+        json.dumps(
+            [
+                {**good, "reference": "json-1"},
+                {**good, "reference": "json-2", "quality": "lots"},
+                {**good, "reference": "json-3"},
+            ]
+        ),
+        encoding="utf-8",
+    )
+
+    stdout, stderr = run(path, expect_failed=1)
+
+    assert summary(stdout) == "created 2, updated 0, unchanged 0, failed 1"
+    assert stderr.strip() == (
+        f"failed: {path}[1] (quality): expected a whole number from 0 to 100 for score "
+        "'quality', found 'lots'"
+    )
+    assert list(ContentItem.objects.values_list("reference", flat=True)) == ["json-1", "json-3"]
 
 
 @pytest.mark.django_db

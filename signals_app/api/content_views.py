@@ -13,6 +13,7 @@ from rest_framework.pagination import CursorPagination
 
 from signals_app.models import ContentItem, Review
 
+from .filters import StrictBooleanFilter, StrictFilterSet
 from .permissions import IsPersonOrServiceReading
 
 SCORE_BANDS = [
@@ -87,13 +88,13 @@ class ReviewSerializer(serializers.ModelSerializer):
         read_only_fields = ["version", "created_at"]
 
 
-class ContentFilter(filters.FilterSet):
+class ContentFilter(StrictFilterSet):
     review_status = filters.MultipleChoiceFilter(choices=ContentItem.ReviewStatus.choices)
     score_band = filters.ChoiceFilter(choices=SCORE_BANDS, method="filter_score_band")
-    ai_generated_style = filters.BooleanFilter()
-    has_images = filters.BooleanFilter()
-    image_heavy = filters.BooleanFilter()
-    needs_human_review = filters.BooleanFilter()
+    ai_generated_style = StrictBooleanFilter()
+    has_images = StrictBooleanFilter()
+    image_heavy = StrictBooleanFilter()
+    needs_human_review = StrictBooleanFilter()
 
     class Meta:
         model = ContentItem
