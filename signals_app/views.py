@@ -106,15 +106,19 @@ def board(request):
         if status_filter and status != status_filter:
             continue
         seen = activity.get(route.pk)
-        primary = thresholds[route.pk][0] if thresholds[route.pk] else None
+        # The sparkline follows a duration threshold (response time) when there is one.
+        watched = thresholds[route.pk]
+        primary = next((t for t in watched if t.signal.kind == "duration"), None) or (
+            watched[0] if watched else None
+        )
         spark_title, points = "no readings in 24 h", {}
         if seen:
             if primary and (primary.signal_id, primary.environment_id) in seen["series"]:
                 pair = (primary.signal_id, primary.environment_id)
-                spark_title = f"{primary.signal.key} ({primary.environment.slug}) hourly mean"
+                spark_title = f"{primary.signal.key} ({primary.environment.slug}), hourly mean"
             else:
                 pair = max(seen["samples"], key=seen["samples"].get)
-                spark_title = "hourly mean of its busiest signal"
+                spark_title = "its busiest signal, hourly mean"
             points = seen["series"][pair]
         open_incidents = incidents[route.pk]
         services.setdefault(route.service, []).append(
@@ -125,6 +129,7 @@ def board(request):
                 "sparkline": charts.sparkline(
                     points, start=start, end=now, bucket_seconds=bucket_seconds, title=spark_title
                 ),
+                "spark_title": spark_title,
                 "last_reading": seen["last"] if seen else None,
                 "open_incidents": len(open_incidents),
                 "incident_level": worst_status(i.level for i in open_incidents)

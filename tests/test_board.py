@@ -125,3 +125,13 @@ def test_its_query_count_does_not_grow_with_rows(
     # the one activity query (sparklines + last reading), owners for the filter
     with django_assert_num_queries(7):
         board()
+
+
+@pytest.mark.django_db
+def test_the_sparkline_follows_the_response_time_threshold(board, blog):
+    route = make_route(blog)
+    make_threshold(route, signal_key="error_rate", warn=0.01, critical=0.05)
+    make_threshold(route)
+    make_readings(route, [0.0] * 5, signal_key="error_rate", step=timedelta(minutes=30))
+    make_readings(route, [100.0] * 5, step=timedelta(minutes=30))
+    assert "response_time_ms (production), hourly mean" in board()
