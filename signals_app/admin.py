@@ -1285,11 +1285,26 @@ class ContentItemAdmin(SimpleHistoryAdmin):
     def _decide(self, request, queryset, decision):
         """First a page that asks for an optional note; its submit records the decision."""
         if "apply" not in request.POST:
+            # "Select all N" comes back as select_across with the changelist's filters (the
+            # form posts to the same URL), not as N ids: a form of more than
+            # DATA_UPLOAD_MAX_NUMBER_FIELDS ids would be refused with a 400.
+            select_across = request.POST.get("select_across") not in (None, "", "0", "False")
+            selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+            listed = list(
+                queryset.order_by("reference").only("pk", "reference", "title", "version")[
+                    :REVIEW_CONFIRM_LISTED
+                ]
+            )
+            count = queryset.count() if len(listed) == REVIEW_CONFIRM_LISTED else len(listed)
             context = {
                 **self.admin_site.each_context(request),
                 "title": f"{Review.Decision(decision).label.capitalize()}: add a note",
                 "opts": self.model._meta,
-                "items": queryset.order_by("reference"),
+                "count": count,
+                "items": listed,
+                "more": count - len(listed),
+                "select_across": select_across,
+                "selected": selected[:1] if select_across else selected,
                 "decision": Review.Decision(decision),
                 "action": request.POST.get("action"),
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
@@ -1297,7 +1312,11 @@ class ContentItemAdmin(SimpleHistoryAdmin):
             return TemplateResponse(
                 request, "admin/signals_app/contentitem/review_selected.html", context
             )
-        reviews = queryset.review(request.user, decision, request.POST.get("note", "").strip())
+        form = ReviewDecisionForm({"decision": decision, "note": request.POST.get("note", "")})
+        if not form.is_valid():
+            self.message_user(request, form.problem(), messages.ERROR)
+            return None
+        reviews = queryset.review(request.user, decision, form.cleaned_data["note"])
         self.message_user(
             request,
             f"{len(reviews)} item(s) marked {Review.Decision(decision).label}.",
@@ -1321,12 +1340,13 @@ class ContentItemAdmin(SimpleHistoryAdmin):
         item = self.get_object(request, unquote(object_id))
         if item is None:  # unknown, or not an id at all
             raise Http404(f"no content item with id {object_id!r}")
-        decision = request.POST.get("decision")
-        if decision not in Review.Decision.values:
-            self.message_user(request, "Choose reviewed or changes requested.", messages.ERROR)
+        form = ReviewDecisionForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, form.problem(), messages.ERROR)
         else:
+            decision = form.cleaned_data["decision"]
             ContentItem.objects.filter(pk=item.pk).review(
-                request.user, decision, request.POST.get("note", "").strip()
+                request.user, decision, form.cleaned_data["note"]
             )
             self.message_user(
                 request, f"{item.reference} marked {Review.Decision(decision).label}."
@@ -1337,6 +1357,22 @@ class ContentItemAdmin(SimpleHistoryAdmin):
         context["can_review"] = self.has_review_permission(request)
         context["review_decisions"] = Review.Decision.choices
         return super().render_change_form(request, context, *args, **kwargs)
+
+
+# The note page lists this many of the items decided on, then says how many more.
+REVIEW_CONFIRM_LISTED = 100
+
+
+class ReviewDecisionForm(forms.Form):
+    """What the item page and the actions post; the same limits as the API's reviews."""
+
+    decision = forms.ChoiceField(choices=Review.Decision.choices)
+    note = forms.CharField(required=False, max_length=5000)  # refuses NUL too
+
+    def problem(self):
+        """The first error as one line, e.g. `Note: Null characters are not allowed.`"""
+        name, errors = next(iter(self.errors.items()))
+        return f"{self.fields[name].label or name.capitalize()}: {errors[0]}"
 
 
 def _is_web_url(url):

@@ -86,3 +86,25 @@ def test_errors_are_json_even_for_a_browser(client, mallory):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/problem+json"
     assert response.json()["status"] == 404
+
+
+@pytest.mark.django_db
+def test_an_unknown_api_path_is_a_problem_even_with_debug_on(client, mallory, settings):
+    # With DEBUG on Django answers its technical 404 page; under /api/ it becomes a problem.
+    settings.DEBUG = True
+    client.force_login(mallory)
+    response = call(client, "GET", "/api/v1/nowhere", expect_status=404)
+    assert "no API resource" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_a_lone_surrogate_in_any_body_is_a_400_problem(client, alice, blog):
+    from tests.builders import make_route
+
+    route = make_route(blog)
+    client.force_login(alice)
+    response = client.patch(
+        f"/api/v1/routes/{route.pk}", '{"notes": "\\ud800"}', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"

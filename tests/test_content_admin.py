@@ -1,5 +1,6 @@
 """The content admin: review queue, filters, lists shown as lists, history, decisions."""
 
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -226,6 +227,46 @@ def test_a_reviewer_marks_selected_items_reviewed_with_a_note(as_carol, carol):
     assert set(ContentItem.objects.values_list("review_status", flat=True)) == {"reviewed"}
 
 
+def hidden_inputs(page):
+    """The hidden fields of the note form, as the browser would post them."""
+    form = page[page.index('<form method="post">') :]
+    data = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form):
+        data.setdefault(name, []).append(value)
+    return data
+
+
+@pytest.mark.django_db
+def test_all_matching_items_are_reviewed_even_more_than_a_request_may_list(
+    as_carol, django_assert_num_queries
+):
+    high_scores = dict.fromkeys(ContentItem.SCORE_FIELDS, 95)
+    # "Select all 1,200": the note form listed every id, and Django refuses a form of more
+    # than DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) fields with a 400: nothing was reviewed.
+    ContentItem.objects.bulk_create(
+        ContentItem(reference=f"r-{n:04d}", title="t", **high_scores, review_status="needs_review")
+        for n in range(1200)
+    )
+    make_content_item("weak", clarity=40, review_status="needs_review")
+    url = f"{CHANGELIST}?score_band=high"
+    first = ContentItem.objects.order_by("pk").first()
+    selected = {"action": "mark_reviewed", "select_across": "1", "index": "0"}
+
+    asked = as_carol.post(url, {**selected, ACTION_CHECKBOX_NAME: [first.pk]})
+    page = asked.content.decode()
+    assert asked.status_code == 200
+    assert "1200 items" in page
+
+    # session, user, permissions (user, group), the filtered and the total count, savepoint,
+    # lock the items, insert the reviews, update the items, release: none per item
+    with django_assert_num_queries(11):
+        done = as_carol.post(url, {**hidden_inputs(page), "note": "all good"})
+
+    assert done.status_code == 302
+    assert Review.objects.filter(note="all good").count() == 1200
+    assert ContentItem.objects.get(reference="weak").review_status == "needs_review"
+
+
 @pytest.mark.django_db
 def test_a_reviewer_requests_changes_without_a_note(as_carol):
     item = make_content_item("a")
@@ -278,6 +319,29 @@ def test_a_decision_on_an_item_that_does_not_exist_is_a_404(as_carol, object_id)
     response = as_carol.post(f"{CHANGELIST}{object_id}/review/", {"decision": "reviewed"})
     assert response.status_code == 404
     assert not Review.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("note", ["nul \x00 inside", "x" * 5001])
+def test_a_note_no_review_can_hold_is_refused_on_both_forms(as_carol, note):
+    # A NUL made PostgreSQL refuse the insert (a 500); the API refuses both with a 400.
+    item = make_content_item("a", review_status="needs_review")
+
+    on_page = as_carol.post(
+        f"{CHANGELIST}{item.pk}/review/", {"decision": "reviewed", "note": note}, follow=True
+    )
+    by_action = as_carol.post(
+        CHANGELIST,
+        {"action": "mark_reviewed", ACTION_CHECKBOX_NAME: [item.pk], "apply": "yes", "note": note},
+        follow=True,
+    )
+
+    for response in (on_page, by_action):
+        assert response.status_code == 200
+        shown = [str(message) for message in response.context["messages"]]
+        assert any(message.startswith("Note: ") for message in shown), shown
+    assert not Review.objects.exists()
+    assert ContentItem.objects.get().review_status == "needs_review"
 
 
 @pytest.mark.django_db

@@ -657,3 +657,20 @@ def test_two_threads_posting_the_same_keys_store_one_row_each(blog_key, post_rou
     # exactly one row per key, whichever thread won each one
     assert sum(result["accepted"] for result in results) == 300
     assert sum(result["duplicates"] for result in results) == 300
+
+
+@pytest.mark.django_db
+def test_a_replay_answers_even_after_the_route_was_removed(post, post_route):
+    payload = batch(reading())
+    post(payload, HTTP_IDEMPOTENCY_KEY="req-1")
+    Reading.objects.all().delete()
+    post_route.delete()
+    again = post(payload, HTTP_IDEMPOTENCY_KEY="req-1")
+    assert again["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["route", "signal", "environment", "release", "idempotency_key"])
+def test_a_lone_surrogate_is_refused_not_a_500(post, field):
+    raw = json.dumps(batch(reading(**{field: "x"}))).replace('"x"', '"\\ud800"')
+    post(None, 400, field, raw=raw)

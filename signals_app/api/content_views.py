@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, permissions, serializers, viewsets
 from rest_framework.pagination import CursorPagination
 
+from signals_app.content import FLAGS
 from signals_app.models import ContentItem, Review
 
 from .filters import StrictBooleanFilter, StrictFilterSet
@@ -22,7 +23,6 @@ SCORE_BANDS = [
     ("high", "every score at or above 90"),
     ("unscored", "a score missing"),
 ]
-FLAGS = ("ai_generated_style", "has_images", "image_heavy", "needs_human_review")
 
 
 class ContentItemSerializer(serializers.ModelSerializer):

@@ -139,7 +139,8 @@ def _shown(value):
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
         return str(value)[:40]
     if isinstance(value, str):
-        return value if len(value) <= 200 else value[:200] + "…"
+        shown = value if len(value) <= 200 else value[:200] + "…"
+        return shown.encode("utf-8", "backslashreplace").decode()
     if isinstance(value, (dict, list)):
         return f"<{type(value).__name__}>"
     return value
@@ -150,14 +151,29 @@ class Errors(list):
         self.append(item_error(field, message, index=index, expected=expected, received=received))
 
 
+def _clean(text):
+    """No NUL (PostgreSQL text cannot hold it) and no lone surrogate (not UTF-8)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(item, name, index, errors, *, default=None, limit=None, expected="a string"):
     value = item.get(name)
     if value is None:
         if default is None:
             errors.add(index, name, "required", expected, None)
         return default
-    if not isinstance(value, str) or not value or "\x00" in value:
-        errors.add(index, name, "must be a non-empty string without NUL", expected, _shown(value))
+    if not isinstance(value, str) or not value or not _clean(value):
+        errors.add(
+            index, name, "must be a non-empty string of text (no NUL)", expected, _shown(value)
+        )
         return None
     if limit and len(value) > limit:
         errors.add(index, name, f"longer than {limit} characters", expected, _shown(value))
@@ -265,7 +281,7 @@ def validate_items(readings, now):
         release = item.get("release")
         if release is None:
             release = ""
-        elif not isinstance(release, str) or len(release) > MAX_RELEASE or "\x00" in release:
+        elif not isinstance(release, str) or len(release) > MAX_RELEASE or not _clean(release):
             errors.add(
                 index,
                 "release",
@@ -276,7 +292,7 @@ def validate_items(readings, now):
 
         key = item.get("idempotency_key")
         if key is not None and (
-            not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY or "\x00" in key
+            not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY or not _clean(key)
         ):
             errors.add(
                 index,

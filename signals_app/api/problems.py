@@ -135,8 +135,9 @@ def _flatten(detail, data, field=None, index=None):
                 yield from _flatten(message, data, field, index)
     else:
         received = data if isinstance(data, (str, int, float, bool)) or data is None else None
-        if isinstance(received, str) and len(received) > 200:
-            received = received[:200] + "…"
+        if isinstance(received, str):
+            received = received if len(received) <= 200 else received[:200] + "…"
+            received = received.encode("utf-8", "backslashreplace").decode()
         if isinstance(received, float) and not math.isfinite(received):
             received = str(received)
         yield item_error(field, str(detail), index=index, received=received)
@@ -188,6 +189,9 @@ def exception_handler(exc, context):
         logger.warning("database unavailable: %s", exc)
         data = body(503, "the database is unavailable; retry later", slug="database-unavailable")
         headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    elif isinstance(exc, UnicodeEncodeError):
+        # JSON may carry a lone surrogate (\ud800), which no database text can hold.
+        data = body(400, "a string is not valid Unicode text (lone surrogate)")
     elif isinstance(exc, (DataError, OverflowError)):
         # A value the validation let through but the database cannot hold (e.g. an id
         # past bigint in a filter): the input is at fault, not the server.

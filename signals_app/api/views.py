@@ -116,11 +116,12 @@ class ReadingsView(APIView):
             return self._ingest(service, raw, readings, key, now, cached=False)
 
     def _ingest(self, service, raw, readings, key, now, *, cached):
-        resolved = ingest.check(service, readings, now, cached=cached)
         if key is None:
+            resolved = ingest.check(service, readings, now, cached=cached)
             accepted = ingest.store(service, resolved, now)
             return Response(_result(accepted, len(resolved)), status=201)
 
+        # The key decides first: a retry replays even if the names changed since.
         record, stored = idempotency.begin(service, key, idempotency.fingerprint(raw))
         if stored is not None:
             return Response(
@@ -129,6 +130,7 @@ class ReadingsView(APIView):
                 headers={"Idempotent-Replayed": "true"},
             )
         try:
+            resolved = ingest.check(service, readings, now, cached=cached)
             with transaction.atomic():
                 accepted = ingest.store(service, resolved, now)
                 result = _result(accepted, len(resolved))
