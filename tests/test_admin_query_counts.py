@@ -22,6 +22,8 @@ from signals_app.models import (
     Incident,
     Reading,
     RollbackNote,
+    ServiceKey,
+    Signal,
     ThresholdState,
 )
 from tests.builders import give_role, make_readings, make_route, make_threshold, make_user
@@ -65,6 +67,14 @@ PAGES = [
     ("rollbacknote change", "owner", 10),
     ("incident change", "owner", 7),
     ("reading change", "owner", 11),
+    # root (no permission queries): session, user, object, then its form's choices/inlines
+    ("owner change", "root", 6),  # …, members (chosen, available), content type
+    ("service change", "root", 6),  # …, owners, service keys (+ service), content type
+    ("servicekey change", "root", 7),
+    ("environment change", "root", 4),
+    ("signal change", "root", 4),
+    ("evaluationrun change", "root", 4),
+    ("route add", "root", 9),  # …, services, owners, signals, environments, changes
     ("threshold add", "owner", 7),
     ("baseline add", "owner", 7),
     ("change add", "owner", 6),
@@ -126,6 +136,8 @@ def build_world(blog, size):
     Incident.objects.create(
         threshold=route.thresholds.order_by("pk").first(), route=route, level="warn", peak_value=2
     )
+    for _ in range(size):
+        ServiceKey.issue(blog, name="web")
     return route
 
 
@@ -145,6 +157,12 @@ def page_url(page, route):
         "rollbacknote": route.rollback_notes.order_by("pk").first(),
         "incident": route.incidents.order_by("pk").first(),
         "reading": Reading.objects.filter(route=route).first(),
+        "owner": route.owner,
+        "service": route.service,
+        "servicekey": route.service.keys.first(),
+        "environment": Environment.objects.first(),
+        "signal": Signal.objects.first(),
+        "evaluationrun": EvaluationRun.objects.first(),
     }[model]
     return reverse(f"admin:signals_app_{model}_{kind}", args=[obj.pk])
 
