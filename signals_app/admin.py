@@ -718,7 +718,12 @@ class RouteAdmin(admin.ModelAdmin):
     def _acting_on(self, request, object_id):
         if request.method != "POST":
             return None, HttpResponseNotAllowed(["POST"])
-        route = get_object_or_404(Route.objects.select_related("service"), pk=unquote(object_id))
+        try:
+            route = get_object_or_404(
+                Route.objects.select_related("service"), pk=unquote(object_id)
+            )
+        except ValueError as exc:  # not an id at all
+            raise Http404(f"no route with id {object_id!r}") from exc
         if not self.has_change_permission(request, route):
             raise PermissionDenied
         return route, None

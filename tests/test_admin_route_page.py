@@ -140,6 +140,16 @@ def test_incident_actions_answer_only_post(client, page, route):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "action", ["incidents/1/acknowledge/", "rollback-notes/1/rehearsed/"], ids=["ack", "rehearsal"]
+)
+def test_an_action_on_a_route_id_that_is_not_a_number_is_a_404(client, page, action):
+    page()  # logged in as alice, an owner
+    response = client.post(f"/admin/signals_app/route/not-a-number/{action}", {})
+    assert response.status_code == 404  # was a 500: ValueError from the id lookup
+
+
+@pytest.mark.django_db
 def test_it_lists_active_baselines_only(page, route):
     threshold = make_threshold(route)
     now = timezone.now()
