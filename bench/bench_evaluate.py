@@ -255,7 +255,10 @@ def measure_capture(now, repeat):
         )
     ]
     start = now - timedelta(hours=1)
-    windows = [Window(*key[:3], key.cache_segment, start, now) for key in keys]
+    windows = [
+        Window(key.route_id, key.signal_id, key.environment_id, key.cache_segment, start, now)
+        for key in keys
+    ]
     limit, _ = median_time(lambda: hand_written(start, now), repeat)
     stats, _ = median_time(lambda: window_stats(windows), repeat)
     ours, result = median_time(
@@ -343,7 +346,7 @@ def main():
         version = cursor.fetchone()[0].split(" on ")[0]
         cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('signals_app_reading'))")
         size = cursor.fetchone()[0]
-    estimate = Reading.objects.count() if args.fresh else "10,000,000 (generated)"
+    estimate = f"{Reading.objects.count():,}" if args.fresh else "10,000,000 (generated)"
     print(
         f"{version}; database {DATABASE}; readings: {estimate} ({size} with indexes); "
         f"evaluated at the newest reading, {now:%Y-%m-%d %H:%M} UTC; median of {args.repeat}"

@@ -7,7 +7,13 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from signals_app.evaluation import BaselineKey, capture_baselines, capture_window
+from signals_app.evaluation import (
+    BaselineKey,
+    Window,
+    capture_baselines,
+    capture_window,
+    window_stats,
+)
 from signals_app.models import Baseline, Incident, Signal
 from tests.builders import environment, make_readings, make_route, make_threshold, signal
 from tests.test_window_statistics import percentile_cont
@@ -159,3 +165,21 @@ def test_the_command_names_what_it_does_not_know():
         command("--signal", "latency")
     with pytest.raises(CommandError, match="ISO 8601"):
         command("--end", "yesterday")
+
+
+@pytest.mark.django_db
+def test_many_keys_leave_out_incident_periods_too(route):
+    # Over 100 windows of one span take PostgreSQL's constant-span form.
+    threshold = make_threshold(route)
+    make_readings(route, [100.0] * 60, start=END, step=timedelta(minutes=1))
+    Incident.objects.create(
+        threshold=threshold,
+        route=route,
+        level="warn",
+        peak_value=1.0,
+        opened_at=START + timedelta(minutes=29),
+        resolved_at=START + timedelta(minutes=31),
+    )
+    key = Window(route.pk, signal().pk, environment().pk, "all", START, END, True)
+    results = window_stats([key] * 101)
+    assert {result.count for result in results} == {60 - 3}

@@ -168,3 +168,32 @@ def test_a_window_without_readings_has_count_zero(blog):
 def test_no_windows_needs_no_query(django_assert_num_queries):
     with django_assert_num_queries(0):
         assert window_stats([]) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("segment", ["all", "hit", "miss"])
+def test_many_windows_of_one_span_give_the_same_numbers(blog, segment, django_assert_num_queries):
+    # Over 100 windows sharing a span and segment take PostgreSQL's constant-span form.
+    rng = random.Random(7)
+    routes = [make_route(blog) for _ in range(3)]
+    rows_by_route = {}
+    for route in routes:
+        rows = [
+            (rng.uniform(1, 500), T0 + timedelta(seconds=rng.randrange(0, 3600, 15)), status)
+            for status in rng.choices(ALL_STATUSES, k=120)
+        ]
+        store(route, rows)
+        rows_by_route[route.pk] = rows
+    start, end = T0 + timedelta(minutes=10), T0 + timedelta(minutes=50)
+    windows = [window(route, segment, start, end) for route in routes] * 40
+    with django_assert_num_queries(1):
+        results = window_stats(windows)
+    for win, result in zip(windows, results, strict=True):
+        values = [
+            v
+            for v, at, status in rows_by_route[win.route_id]
+            if start < at <= end and in_segment(status, segment)
+        ]
+        assert result.count == len(values)
+        assert result.p95 == pytest.approx(percentile_cont(values, 0.95), rel=1e-12)
+        assert result.mean == pytest.approx(statistics.fmean(values), rel=1e-12)
