@@ -84,6 +84,26 @@ class EpochBucket(Func):
 SEGMENT_CODES = {1: CacheSegment.HIT, 2: CacheSegment.MISS}
 
 
+class EpochSeconds(Func):
+    """Seconds since the Unix epoch of a datetime, as a float."""
+
+    output_field = FloatField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(
+            compiler, connection, template="date_part('epoch', %(expressions)s)", **extra
+        )
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # julianday keeps the fraction of a second (to about a millisecond).
+        return self.as_sql(
+            compiler,
+            connection,
+            template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
+            **extra,
+        )
+
+
 def segment_case():
     return Case(
         When(cache_status__in=HIT_STATUSES, then=Value(1)),
@@ -684,23 +704,32 @@ def route_activity(route_ids, *, end, hours=24, buckets=24):
     readings = Reading.objects.filter(observed_at__gte=start, observed_at__lt=end)
     if route_ids is not None:
         readings = readings.filter(route_id__in=route_ids)
+    # values_list and the last reading as epoch seconds: the board reads a row per route,
+    # signal, environment and hour (~11,000 at the bench's 60 routes), and building dicts
+    # and timezone-aware datetimes for each cost more than the query (measured ~40 ms).
     rows = (
         readings.annotate(bucket=EpochBucket("observed_at", bucket_seconds))
         .order_by()
         .values("route_id", "signal_id", "environment_id", "bucket")
-        .annotate(mean=Avg("value"), samples=Count("id"), last=Max("observed_at"))
+        .annotate(mean=Avg("value"), samples=Count("id"), last=Max(EpochSeconds("observed_at")))
+        .values_list("route_id", "signal_id", "environment_id", "bucket", "mean", "samples", "last")
     )
     activity = {}
-    for row in rows:
-        entry = activity.setdefault(
-            row["route_id"],
-            {"last": None, "series": defaultdict(dict), "samples": defaultdict(int)},
-        )
-        pair = (row["signal_id"], row["environment_id"])
-        entry["series"][pair][row["bucket"]] = row["mean"]
-        entry["samples"][pair] += row["samples"]
-        if entry["last"] is None or row["last"] > entry["last"]:
-            entry["last"] = row["last"]
+    for route_id, signal_id, environment_id, bucket, mean, samples, last in rows:
+        entry = activity.get(route_id)
+        if entry is None:
+            entry = activity[route_id] = {
+                "last": last,
+                "series": defaultdict(dict),
+                "samples": defaultdict(int),
+            }
+        pair = (signal_id, environment_id)
+        entry["series"][pair][bucket] = mean
+        entry["samples"][pair] += samples
+        if last > entry["last"]:
+            entry["last"] = last
+    for entry in activity.values():
+        entry["last"] = datetime.fromtimestamp(entry["last"], tz=UTC)
     return activity, start, bucket_seconds
 
 

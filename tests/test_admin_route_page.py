@@ -248,3 +248,15 @@ def test_change_page_compares_before_and_after_with_a_chart(client, page, route)
     assert html.count('<figure class="dq-chart"') == 1
     assert "change applied" in html
     assert 'class="series miss"' in html
+
+
+@pytest.mark.django_db
+def test_inline_selects_keep_the_saved_choice(page, route):
+    threshold = make_threshold(route, statistic="p99", cache_segment="miss")
+    html = page()
+    row = html.split('name="thresholds-0-signal"')[1].split("</select>")[0]
+    assert f'<option value="{threshold.signal_id}" selected>response_time_ms</option>' in row
+    statistic = html.split('name="thresholds-0-statistic"')[1].split("</select>")[0]
+    assert '<option value="p99" selected>' in statistic
+    segment = html.split('name="thresholds-0-cache_segment"')[1].split("</select>")[0]
+    assert '<option value="miss" selected>' in segment

@@ -135,3 +135,14 @@ def test_the_sparkline_follows_the_response_time_threshold(board, blog):
     make_readings(route, [0.0] * 5, signal_key="error_rate", step=timedelta(minutes=30))
     make_readings(route, [100.0] * 5, step=timedelta(minutes=30))
     assert "response_time_ms (production), hourly mean" in board()
+
+
+@pytest.mark.django_db
+def test_last_reading_is_the_newest_of_any_signal(board, blog):
+    route = make_route(blog)
+    now = timezone.now()
+    make_readings(route, [1.0], start=now - timedelta(hours=5))
+    make_readings(route, [1.0], signal_key="db_calls", start=now - timedelta(hours=2, minutes=5))
+    html = board()
+    card = html.split(f'data-route="{route.pk}"')[1].split("</li>")[0]
+    assert "2\xa0hours, 5\xa0minutes ago" in card
