@@ -24,6 +24,7 @@ migrate: venv
 
 demo: migrate
 	$(BIN)/python manage.py load_demo
+	$(BIN)/python manage.py evaluate
 	$(BIN)/python manage.py ensure_admin
 
 run: demo

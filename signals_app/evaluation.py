@@ -343,15 +343,22 @@ def _one_span_stats(windows):
         incidents=_incident_sql(always=True) if first.exclude_incidents else "",
     )
     columns = [
-        list(range(len(windows))),
+        range(len(windows)),
         [w.route_id for w in windows],
         [w.signal_id for w in windows],
         [w.environment_id for w in windows],
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*columns, first.start, first.end])
+        cursor.execute(sql, [*map(_int_array, columns), first.start, first.end])
         found = _stats_from_rows(cursor.fetchall(), [first.minutes] * len(windows))
     return [found.get(i) or Stats(count=0, minutes=first.minutes) for i in range(len(windows))]
+
+
+def _int_array(values):
+    """A PostgreSQL array literal of integers, sent as ONE text parameter: psycopg renders a
+    Python list of 4,000 ints element by element on the client (~7 ms a column); this is a
+    join. int() makes every element an integer, nothing else can get in."""
+    return "{" + ",".join(str(int(value)) for value in values) + "}"
 
 
 def threshold_stats(thresholds, now, *, every_threshold=False):
@@ -372,8 +379,8 @@ def threshold_stats(thresholds, now, *, every_threshold=False):
     }
     only = ""
     if not every_threshold:
-        only = " AND s.id = ANY(%(ids)s)"
-        params["ids"] = [threshold.pk for threshold in thresholds]
+        only = " AND s.id = ANY(%(ids)s::bigint[])"
+        params["ids"] = _int_array(threshold.pk for threshold in thresholds)
     sql = _POSTGRES_THRESHOLDS.format(
         threshold=Threshold._meta.db_table,
         reading=Reading._meta.db_table,
@@ -1026,7 +1033,7 @@ def _ids_in(column, ids):
     """`column` among `ids` as one parameter: an array on PostgreSQL, JSON on SQLite (an IN
     list of 4,000 placeholders costs ~40 ms to render on the client)."""
     if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s)", [list(ids)]
+        return f"{column} = ANY(%s::bigint[])", [_int_array(ids)]
     return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps(list(ids))]
 
 

@@ -33,7 +33,7 @@ from signals_app.models import (
 )
 
 DAYS = 2
-REQUEST_EVERY = timedelta(minutes=2)
+REQUEST_EVERY = timedelta(minutes=1)
 # The regression: 6 hours before the data ends, a release makes /posts/{slug} slower on MISS.
 REGRESSION_AGO = timedelta(hours=6)
 # The lucky cache hit: a longer CDN TTL on /tags/{tag} raises the hit ratio, not the speed.
@@ -133,7 +133,8 @@ class Command(BaseCommand):
     help = "Load realistic demo data (idempotent: a second run changes nothing)."
 
     def handle(self, *args, **options):
-        self.now = timezone.now().replace(minute=0, second=0, microsecond=0)
+        # To the minute, so the last hour has data and the first evaluation has statuses.
+        self.now = timezone.now().replace(second=0, microsecond=0)
         with transaction.atomic():
             routes = self.load_routes()
             self.load_thresholds(routes)
@@ -278,7 +279,7 @@ class Command(BaseCommand):
             )
 
     def load_readings(self, routes):
-        """Two days of requests, one every two minutes per route, three signals each."""
+        """Two days of requests, one a minute per route, three signals each."""
         rng = random.Random(20261126)
         production = Environment.objects.get(slug="production")
         signals = {
@@ -290,7 +291,7 @@ class Command(BaseCommand):
         readings = []
         for spec, route in routes.items():
             for step in range(steps):
-                observed_at = start + step * REQUEST_EVERY + timedelta(seconds=rng.randint(0, 119))
+                observed_at = start + step * REQUEST_EVERY + timedelta(seconds=rng.randint(0, 59))
                 hit_ratio = spec.hit_ratio
                 if spec.path == "/tags/{tag}" and observed_at >= self.now - TTL_CHANGE_AGO:
                     hit_ratio = 0.9
