@@ -5,7 +5,6 @@ an idempotency key, so a second run changes nothing.
 """
 
 import random
-import statistics
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +17,6 @@ from django.utils import timezone
 
 from signals_app.content_import import content_signal_target, import_paths
 from signals_app.models import (
-    MISS_STATUSES,
     REVIEWERS_GROUP,
     Baseline,
     Change,
@@ -351,28 +349,9 @@ class Command(BaseCommand):
         }
         if Baseline.objects.filter(**key, active=True).exists():
             return
-        values = sorted(
-            Reading.objects.filter(
-                **key_without_segment(key),
-                cache_status__in=MISS_STATUSES,
-                observed_at__gte=window_start,
-                observed_at__lt=window_end,
-            ).values_list("value", flat=True)
-        )
-        # Inclusive quantiles interpolate linearly between ranks, as percentile_cont does.
-        cuts = statistics.quantiles(values, n=100, method="inclusive")
-        Baseline.objects.create(
+        Baseline.capture(
             **key,
-            window_start=window_start,
-            window_end=window_end,
-            count=len(values),
-            p50=cuts[49],
-            p95=cuts[94],
-            p99=cuts[98],
-            mean=statistics.fmean(values),
+            start=window_start,
+            end=window_end,
             note="Before the related-posts widget (release 1.8.0).",
         )
-
-
-def key_without_segment(key):
-    return {name: value for name, value in key.items() if name != "cache_segment"}
