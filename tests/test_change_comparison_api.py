@@ -76,6 +76,8 @@ def test_minutes_and_min_samples_come_from_the_query(client, alice, change):
         ("?minutes=20000", "minutes"),
         ("?min_samples=0", "min_samples"),
         ("?noise_band_pct=-1", "noise_band_pct"),
+        # found by tests/test_evaluation_api_fuzzing.py: the last value was used, with a 200
+        ("?minutes=30&minutes=90", "minutes"),
     ],
 )
 def test_it_rejects_bad_query_parameters(client, alice, change, query, field):

@@ -182,6 +182,19 @@ class ComparisonQuerySerializer(serializers.Serializer):
         help_text="A relative change within this band (percent) is unchanged.",
     )
 
+    def to_internal_value(self, data):
+        # Each parameter takes one value: a repeated one (?minutes=30&minutes=90) is refused,
+        # not silently read as its last value.
+        if hasattr(data, "getlist"):
+            repeated = {
+                name: ["given more than once; give it once"]
+                for name in self.fields
+                if len(data.getlist(name)) > 1
+            }
+            if repeated:
+                raise serializers.ValidationError(repeated)
+        return super().to_internal_value(data)
+
     def settings(self):
         return evaluation.ComparisonSettings(
             min_samples=self.validated_data["min_samples"],
