@@ -119,6 +119,22 @@ def test_a_flag_filter_that_is_not_true_or_false_is_a_400_not_ignored(as_carol, 
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    ["score_band=low&score_band=high", "needs_human_review=true&needs_human_review=false"],
+)
+def test_a_single_valued_filter_given_twice_is_a_400(as_carol, query):
+    # It was read as its last value: the answer to a question nobody asked.
+    make_content_item("a", needs_human_review=True)
+    field = query.split("=")[0]
+    body = problem(as_carol.get(f"{URL}?{query}"), 400, field=field)
+    assert body["errors"][0]["message"] == "given more than once; give it once"
+    # review_status is the one that may repeat
+    both = as_carol.get(f"{URL}?review_status=reviewed&review_status=needs_review")
+    assert references(both) == ["a"]
+
+
+@pytest.mark.django_db
 def test_it_pages_with_a_cursor(as_carol):
     for reference in ["a", "b", "c"]:
         make_content_item(reference)

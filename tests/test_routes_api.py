@@ -87,6 +87,14 @@ def test_it_filters_by_service_method_and_path(client, mallory, blog_routes, sea
 
 
 @pytest.mark.django_db
+def test_a_filter_given_twice_is_a_400_not_its_last_value(client, mallory, blog_routes):
+    client.force_login(mallory)
+    call(
+        client, "GET", URL + "?service=blog&service=nope", expect_status=400, expect_field="service"
+    )
+
+
+@pytest.mark.django_db
 def test_an_owner_registers_a_route_of_their_service(client, alice, blog):
     client.force_login(alice)
     payload = {"service": "blog", "method": "POST", "path": "/comments", "expected_result": "201"}

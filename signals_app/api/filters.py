@@ -78,14 +78,24 @@ class DateTimeFilter(filters.IsoDateTimeFilter):
 
 
 class StrictFilterSet(filters.FilterSet):
-    """An empty typed parameter (`?kind=`) is a 400, as the schema says, not "all"."""
+    """An empty typed parameter (`?kind=`) is a 400, as the schema says, not "all"; so is
+    a single-valued one given twice (`?service=a&service=b`), not read as its last value."""
 
     def is_valid(self):
         valid = super().is_valid()
+        getlist = getattr(self.data, "getlist", None)
         for name, declared in self.filters.items():
             if not isinstance(declared, TextFilter) and self.data.get(name) == "":
                 if name not in self.form.errors:
                     self.form.add_error(name, "empty value; leave the parameter out instead")
+                valid = False
+            elif (
+                getlist is not None
+                and not isinstance(declared, filters.MultipleChoiceFilter)
+                and len(getlist(name)) > 1
+            ):
+                self.form.errors.pop(name, None)
+                self.form.add_error(name, "given more than once; give it once")
                 valid = False
         return valid
 
