@@ -309,18 +309,9 @@ class ThresholdForm(forms.ModelForm):
             self.instance.direction = signal.direction
         if signal is None or warn is None or critical is None:
             return cleaned
-        if signal.direction == Signal.Direction.HIGHER_IS_WORSE and critical < warn:
-            self.add_error(
-                "critical",
-                f"For {signal.key} higher is worse, so critical must be at or above warn "
-                f"(warn {warn}, critical {critical}).",
-            )
-        if signal.direction == Signal.Direction.LOWER_IS_WORSE and critical > warn:
-            self.add_error(
-                "critical",
-                f"For {signal.key} lower is worse, so critical must be at or below warn "
-                f"(warn {warn}, critical {critical}).",
-            )
+        error = Threshold.ordering_error(signal, warn, critical)
+        if error:
+            self.add_error("critical", error)
         return cleaned
 
 

@@ -355,6 +355,20 @@ class Threshold(models.Model):
             kwargs["update_fields"] = {*kwargs["update_fields"], "direction"}
         super().save(*args, **kwargs)
 
+    @staticmethod
+    def ordering_error(signal, warn, critical):
+        """Why warn/critical are out of order for the signal's direction, or None.
+
+        The check constraint threshold_critical_beyond_warn enforces the same rule; this
+        says it in words for forms and the API before a save is tried."""
+        if signal.direction == Signal.Direction.LOWER_IS_WORSE and critical > warn:
+            side = "lower is worse, so critical must be at or below warn"
+        elif signal.direction != Signal.Direction.LOWER_IS_WORSE and critical < warn:
+            side = "higher is worse, so critical must be at or above warn"
+        else:
+            return None
+        return f"For {signal.key} {side} (warn {warn}, critical {critical})."
+
     def level_for(self, value):
         """ok / warn / critical for a value, respecting the signal's direction."""
         sign = -1 if self.direction == Signal.Direction.LOWER_IS_WORSE else 1

@@ -151,15 +151,9 @@ class ThresholdSerializer(_RouteScoped):
         signal = attrs.get("signal", instance and instance.signal)
         warn = attrs.get("warn", instance and instance.warn)
         critical = attrs.get("critical", instance and instance.critical)
-        if signal.direction == Signal.Direction.LOWER_IS_WORSE:
-            if critical > warn:
-                raise serializers.ValidationError(
-                    {"critical": f"{signal.key}: lower is worse, so critical must be <= warn"}
-                )
-        elif critical < warn:
-            raise serializers.ValidationError(
-                {"critical": f"{signal.key}: higher is worse, so critical must be >= warn"}
-            )
+        error = Threshold.ordering_error(signal, warn, critical)
+        if error:
+            raise serializers.ValidationError({"critical": error})
         return attrs
 
 
