@@ -128,6 +128,33 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+_REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+
+
+def _cache_url(name, default):
+    """CACHE_URL through env.cache_url; redis:// always means Django's own RedisCache
+    (django-environ would take django_redis's if that happened to be installed)."""
+    url = env.str(name, default=default) or default
+    redis = url.startswith(("redis://", "rediss://", "rediscache://"))
+    try:
+        config = env.cache_url_config(url, backend=_REDIS_CACHE if redis else None)
+    except ImproperlyConfigured:
+        raise ValueError(
+            f"expected a cache URL such as locmemcache:// or redis://host:6379/0; received {url!r}"
+        ) from None
+    if config["BACKEND"] == _REDIS_CACHE:
+        # An unreachable Redis must cost a request little: the throttle then lets it through.
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("socket_connect_timeout", 0.5)
+        options.setdefault("socket_timeout", 0.5)
+    return config
+
+
+# The ingest rate limit counts in the default cache. The embedded default is per
+# process (N gunicorn workers let a key through N times the rate); production shares
+# one Redis, e.g. redis://127.0.0.1:6379/0.
+CACHES = {"default": _read("CACHE_URL", _cache_url, "locmemcache://")}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

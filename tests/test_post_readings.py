@@ -1,7 +1,10 @@
 """POST /api/v1/readings: DESIGN.md §Ingestion contract, every status code and field."""
 
 import json
+import os
+import socket
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -553,6 +556,59 @@ def test_it_rate_limits_per_key_with_retry_after(post, blog, post_route, frozen_
         assert response["Retry-After"] == "40"  # the window's remaining 40 s
         # another key of the same service has its own budget
         post(batch(reading()), key=make_key(blog))
+
+
+@pytest.fixture
+def redis_cache():
+    """CACHES pointing at the test Redis (DQ_TEST_REDIS_URL, e.g. db 15), under a key prefix
+    of its own so parallel runs and earlier runs never share a counter."""
+    url = os.environ.get("DQ_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("DQ_TEST_REDIS_URL is not set (.ci/run sets it and starts Redis)")
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": f"dq-test-{uuid.uuid4().hex}",
+        }
+    }
+
+
+@pytest.mark.django_db
+def test_workers_sharing_a_redis_cache_share_one_count(post, redis_cache, frozen_throttle_clock):
+    with override_settings(DQ_INGEST_RATE="3/min"):
+        # Each override builds a new cache client with its own connections, as each
+        # gunicorn worker has: the count must still be one.
+        for _ in range(3):
+            with override_settings(CACHES=redis_cache):
+                post(batch(reading()))
+        with override_settings(CACHES=redis_cache):
+            post(batch(reading()), 429)
+
+
+@pytest.mark.django_db
+def test_it_lets_readings_through_with_a_warning_when_the_cache_is_unreachable(
+    post, frozen_throttle_clock, caplog, monkeypatch
+):
+    from signals_app.api.throttling import ServiceKeyRateThrottle
+
+    monkeypatch.setattr(ServiceKeyRateThrottle, "_warned_at", None)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+        }
+    }
+    with override_settings(DQ_INGEST_RATE="1/min", CACHES=down):
+        post(batch(reading()))
+        post(batch(reading()))  # over the rate, but nothing can count it
+    assert Reading.objects.count() == 2
+    warnings = [r for r in caplog.records if "rate limit not applied" in r.getMessage()]
+    assert len(warnings) == 1  # once per minute, not once per request
+    assert warnings[0].levelname == "WARNING"
 
 
 @pytest.mark.django_db

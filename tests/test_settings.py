@@ -58,3 +58,37 @@ def test_malformed_ingest_rate_names_itself_and_the_expected_form():
     assert result.returncode != 0
     assert "DQ_INGEST_RATE is malformed" in result.stderr
     assert "6000/min" in result.stderr
+
+
+def test_cache_url_defaults_to_the_per_process_memory_cache():
+    result = manage(
+        "shell", "-c", "from django.conf import settings; print(settings.CACHES)", CACHE_URL=""
+    )
+    assert result.returncode == 0, result.stderr
+    assert "django.core.cache.backends.locmem.LocMemCache" in result.stdout
+
+
+def test_a_redis_cache_url_uses_djangos_own_redis_backend():
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.CACHES['default'])",
+        CACHE_URL="redis://cache.internal:6379/0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "'BACKEND': 'django.core.cache.backends.redis.RedisCache'" in result.stdout
+    assert "'LOCATION': 'redis://cache.internal:6379/0'" in result.stdout
+
+
+def test_malformed_cache_url_names_itself_and_the_expected_form():
+    result = manage("check", CACHE_URL="memcached-somewhere")
+    assert result.returncode != 0
+    assert "CACHE_URL is malformed" in result.stderr
+    assert "redis://host:6379/0" in result.stderr
+
+
+def test_deploy_check_is_clean_with_a_redis_cache():
+    env = {**PRODUCTION, "CACHE_URL": "redis://127.0.0.1:6379/0"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNINGS" not in result.stderr + result.stdout

@@ -1,22 +1,36 @@
 """Rate limit per service key, from settings.DQ_INGEST_RATE (e.g. "6000/min")."""
 
+import logging
 import time
+from time import monotonic
 
 from django.conf import settings
 from django.core.cache import cache
+from redis import RedisError
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from .authentication import is_service
 
+log = logging.getLogger(__name__)
+
+# What a cache server that is down or unreachable raises (Redis; sockets of other backends).
+CACHE_UNAVAILABLE = (RedisError, OSError)
+# While the cache is down every request would log: one warning per process this often.
+WARN_EVERY_SECONDS = 60
+
 
 class ServiceKeyRateThrottle(BaseThrottle):
-    """A fixed-window counter per key in the default cache.
+    """A fixed-window counter per key in the default cache (CACHE_URL).
 
     DRF's SimpleRateThrottle keeps every request time in a list it re-pickles on each
-    request (6,000 entries at the default rate); a counter costs one cache incr. The
-    cache is per process unless CACHES points at a shared one, so with N gunicorn
-    workers a key may reach up to N times the rate.
+    request (6,000 entries at the default rate); a counter costs one cache incr. With
+    the embedded per-process cache, N gunicorn workers let a key reach up to N times the
+    rate; with a shared Redis every worker counts in one place. When the cache is
+    unreachable the request is let through with a logged warning: ingestion must not
+    fail because the rate limiter's store did.
     """
+
+    _warned_at = None  # when this process last warned that the cache is down
 
     def allow_request(self, request, view):
         if not is_service(request.user):
@@ -24,17 +38,30 @@ class ServiceKeyRateThrottle(BaseThrottle):
         limit, period = SimpleRateThrottle.parse_rate(None, settings.DQ_INGEST_RATE)
         now = time.time()
         window = int(now // period)
-        cache_key = f"dq-ingest-rate:{request.user.key.prefix}:{window}"
-        if cache.add(cache_key, 1, timeout=period + 1):
-            count = 1
-        else:
-            try:
-                count = cache.incr(cache_key)
-            except ValueError:  # expired between add and incr
-                cache.add(cache_key, 1, timeout=period + 1)
-                count = 1
         self._wait = (window + 1) * period - now
+        try:
+            count = self.count(f"dq-ingest-rate:{request.user.key.prefix}:{window}", period)
+        except CACHE_UNAVAILABLE as exc:
+            self.warn_unavailable(exc)
+            return True
         return count <= limit
+
+    def count(self, cache_key, period):
+        """Count one request in the window's counter and return the count so far."""
+        if cache.add(cache_key, 1, timeout=period + 1):
+            return 1
+        try:
+            return cache.incr(cache_key)
+        except ValueError:  # expired between add and incr
+            cache.add(cache_key, 1, timeout=period + 1)
+            return 1
+
+    @classmethod
+    def warn_unavailable(cls, exc):
+        now = monotonic()
+        if cls._warned_at is None or now - cls._warned_at >= WARN_EVERY_SECONDS:
+            cls._warned_at = now
+            log.warning("ingest rate limit not applied: the cache is unavailable (%s)", exc)
 
     def wait(self):
         return self._wait
