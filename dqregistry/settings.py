@@ -250,6 +250,22 @@ except ValueError:
 # a revoked key stops working, a removed name is forgotten, within it (0: off).
 DQ_INGEST_CACHE_SECONDS = _read("DQ_INGEST_CACHE_SECONDS", env.int, 10)
 DQ_METRICS_TOKEN = _read("DQ_METRICS_TOKEN", env.str, "")
+# Pruning (`python manage.py prune`, hourly from the clock). The ingestion contract
+# promises at least these memories, so shorter settings are refused.
+DQ_IDEMPOTENCY_HOURS = _read("DQ_IDEMPOTENCY_HOURS", env.int, 24)
+if DQ_IDEMPOTENCY_HOURS < 24:
+    raise ImproperlyConfigured(
+        "DQ_IDEMPOTENCY_HOURS is too small: Idempotency-Key requests are remembered at least "
+        f"24 hours (DESIGN.md, Ingestion contract); expected 24 or more, received "
+        f"{DQ_IDEMPOTENCY_HOURS}"
+    )
+DQ_READING_RETENTION_DAYS = _read("DQ_READING_RETENTION_DAYS", env.int, 0)
+if DQ_READING_RETENTION_DAYS != 0 and DQ_READING_RETENTION_DAYS < 7:
+    raise ImproperlyConfigured(
+        "DQ_READING_RETENTION_DAYS is too small: a reading's idempotency_key is remembered at "
+        "least 7 days (DESIGN.md, Ingestion contract); expected 0 (keep readings forever) or "
+        f"7 or more, received {DQ_READING_RETENTION_DAYS}"
+    )
 DQ_CONTENT_MIN_SCORE = _read("DQ_CONTENT_MIN_SCORE", env.int, 70)
 DQ_REHEARSAL_MAX_AGE_DAYS = _read("DQ_REHEARSAL_MAX_AGE_DAYS", env.int, 90)
 DQ_BOARD_REFRESH_SECONDS = _read("DQ_BOARD_REFRESH_SECONDS", env.int, 60)

@@ -1,10 +1,11 @@
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from signals_app.models import EvaluationRun, Incident
+from signals_app.models import EvaluationRun, IdempotentRequest, Incident
 from tests.builders import make_readings, make_route, make_threshold
 
 
@@ -50,3 +51,31 @@ def test_loop_prints_one_line_per_run():
 def test_loop_needs_a_positive_interval():
     with pytest.raises(CommandError, match="positive number of seconds"):
         evaluate("--loop", "0")
+
+
+@pytest.mark.django_db
+def test_loop_prunes_after_its_first_run_and_then_every_interval(blog):
+    old = timezone.now() - timedelta(hours=25)
+    IdempotentRequest.objects.create(service=blog, key="k", fingerprint="f", created_at=old)
+    output = evaluate("--loop", "0.01", "--max-runs", "3", "--prune-every", "3600")
+    lines = output.splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("evaluated 0 thresholds")
+    assert lines[1].startswith("prune: 1 idempotency records, 0 readings deleted in ")
+    assert lines[2].startswith("evaluated 0 thresholds")
+    assert not IdempotentRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_loop_prunes_on_every_run_when_the_interval_is_shorter():
+    output = evaluate("--loop", "0.01", "--max-runs", "3", "--prune-every", "0.001")
+    assert output.count("prune: 0 idempotency records, 0 readings deleted in ") == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args", [["--prune-every", "3600"], ["--loop", "60", "--prune-every", "0"]]
+)
+def test_prune_every_needs_the_loop_and_a_positive_interval(args):
+    with pytest.raises(CommandError, match="--prune-every expects --loop"):
+        evaluate(*args)

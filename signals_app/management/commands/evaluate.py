@@ -1,6 +1,7 @@
 import signal as process_signals
 import time
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
 
@@ -10,7 +11,8 @@ from signals_app.evaluation import run_evaluation, summary_line
 class Command(BaseCommand):
     help = (
         "Evaluate every threshold once: store statuses, open/escalate/resolve incidents and "
-        "print a one-line summary. With --loop SECONDS, repeat every SECONDS (Procfile clock)."
+        "print a one-line summary. With --loop SECONDS, repeat every SECONDS (Procfile clock); "
+        "with --prune-every SECONDS, also run `prune` that often."
     )
 
     def add_arguments(self, parser):
@@ -23,8 +25,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-runs", type=int, help="With --loop, stop after this many runs (for tests)."
         )
+        parser.add_argument(
+            "--prune-every",
+            type=float,
+            metavar="SECONDS",
+            help="With --loop, also run `prune` after the first run and then every SECONDS.",
+        )
 
-    def handle(self, *args, loop=None, max_runs=None, **options):
+    def handle(self, *args, loop=None, max_runs=None, prune_every=None, **options):
+        if prune_every is not None and (loop is None or prune_every <= 0):
+            raise CommandError(
+                "--prune-every expects --loop and a positive number of seconds, "
+                "e.g. --loop 60 --prune-every 3600"
+            )
         if loop is None:
             try:
                 run = run_evaluation()
@@ -41,13 +54,14 @@ class Command(BaseCommand):
             for signum in (process_signals.SIGTERM, process_signals.SIGINT)
         }
         try:
-            self._loop(loop, max_runs, stopping)
+            self._loop(loop, max_runs, stopping, prune_every)
         finally:
             for signum, handler in previous.items():
                 process_signals.signal(signum, handler)
 
-    def _loop(self, seconds, max_runs, stopping):
+    def _loop(self, seconds, max_runs, stopping, prune_every=None):
         runs = 0
+        pruned_at = None
         while not stopping:
             started = time.monotonic()
             # A long-lived loop must not keep a connection the database has dropped
@@ -59,6 +73,12 @@ class Command(BaseCommand):
             except DatabaseError as exc:
                 # Safe to run again: the next pass starts from the stored states.
                 self.stderr.write(f"evaluation failed, retrying in {seconds:g}s: {exc}")
+            if prune_every and (pruned_at is None or started - pruned_at >= prune_every):
+                pruned_at = started
+                try:
+                    call_command("prune", stdout=self.stdout)
+                except CommandError as exc:  # the database; the next prune catches up
+                    self.stderr.write(str(exc))
             self.stdout.flush()
             runs += 1
             if max_runs is not None and runs >= max_runs:

@@ -1,0 +1,52 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+from django.utils import timezone
+
+from signals_app.retention import CHUNK_SIZE, cutoffs, prune
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete Idempotency-Key records older than DQ_IDEMPOTENCY_HOURS and, when "
+        "DQ_READING_RETENTION_DAYS is set, readings older than that, in chunks. "
+        "Prints a one-line summary; safe to run again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Say what would be deleted; delete nothing."
+        )
+        parser.add_argument(
+            "--chunk-size",
+            type=int,
+            default=CHUNK_SIZE,
+            metavar="ROWS",
+            help=f"Rows per DELETE statement (default {CHUNK_SIZE:,}).",
+        )
+
+    def handle(self, *args, dry_run=False, chunk_size=CHUNK_SIZE, **options):
+        if chunk_size < 1:
+            raise CommandError("--chunk-size expects a positive number of rows, e.g. 10000")
+        now = timezone.now()
+        if dry_run:
+            cut = cutoffs(now)
+            readings = (
+                f"readings observed and received before {cut.readings:%Y-%m-%d %H:%M:%S} UTC"
+                if cut.readings
+                else "no readings (DQ_READING_RETENTION_DAYS is 0: kept forever)"
+            )
+            self.stdout.write(
+                f"prune (dry run): idempotency records created before "
+                f"{cut.idempotency:%Y-%m-%d %H:%M:%S} UTC "
+                f"({settings.DQ_IDEMPOTENCY_HOURS} hours), {readings}"
+            )
+        try:
+            result = prune(now, dry_run=dry_run, chunk_size=chunk_size, progress=self.progress)
+        except DatabaseError as exc:
+            raise CommandError(f"prune failed: {exc}") from exc
+        self.stdout.write(result.summary())
+
+    def progress(self, line):
+        self.stdout.write(line)
+        self.stdout.flush()

@@ -1,0 +1,215 @@
+"""python manage.py prune: Idempotency-Key records and readings past their retention."""
+
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+from django.utils import timezone
+
+from signals_app.models import IdempotentRequest, Reading
+from signals_app.retention import prune
+from tests.builders import environment, make_route, signal
+from tests.test_settings import manage
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+TICK = timedelta(microseconds=1)
+
+
+def make_records(service, *created_at):
+    return IdempotentRequest.objects.bulk_create(
+        IdempotentRequest(service=service, key=f"k-{i}", fingerprint="f", created_at=at)
+        for i, at in enumerate(created_at)
+    )
+
+
+def make_stored_readings(route, *times):
+    """One reading per (observed_at, received_at) pair."""
+    sig, env = signal(), environment()
+    return Reading.objects.bulk_create(
+        Reading(
+            service=route.service,
+            route=route,
+            signal=sig,
+            environment=env,
+            value=1.0,
+            observed_at=observed_at,
+            received_at=received_at,
+            idempotency_key=f"r-{i}",
+        )
+        for i, (observed_at, received_at) in enumerate(times)
+    )
+
+
+def run_prune(*args):
+    out = StringIO()
+    call_command("prune", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def route(blog):
+    return make_route(blog, "/posts/{slug}")
+
+
+# ---- idempotency records
+
+
+@pytest.mark.django_db
+def test_it_deletes_idempotency_records_older_than_24_hours_and_keeps_the_boundary(blog):
+    cutoff = NOW - timedelta(hours=24)
+    old, at_cutoff, fresh = make_records(blog, cutoff - TICK, cutoff, NOW - timedelta(hours=1))
+    result = prune(NOW)
+    assert (result.idempotency_records, result.readings) == (1, 0)
+    assert set(IdempotentRequest.objects.values_list("pk", flat=True)) == {at_cutoff.pk, fresh.pk}
+
+
+@pytest.mark.django_db
+@override_settings(DQ_IDEMPOTENCY_HOURS=48)
+def test_idempotency_hours_moves_the_boundary(blog):
+    make_records(blog, NOW - timedelta(hours=47), NOW - timedelta(hours=48) - TICK)
+    assert prune(NOW).idempotency_records == 1
+    assert IdempotentRequest.objects.get().created_at == NOW - timedelta(hours=47)
+
+
+@pytest.mark.django_db
+def test_the_command_prints_a_one_line_summary_and_a_second_run_deletes_nothing(blog):
+    now = timezone.now()
+    make_records(blog, now - timedelta(hours=25), now - timedelta(hours=30), now)
+    output = run_prune()
+    assert output.count("\n") == 1
+    assert output.startswith("prune: 2 idempotency records, 0 readings deleted in ")
+    assert output.rstrip().endswith(" s")
+    assert IdempotentRequest.objects.count() == 1
+    assert run_prune().startswith("prune: 0 idempotency records, 0 readings deleted in ")
+    assert IdempotentRequest.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_dry_run_says_what_it_would_delete_and_deletes_nothing(blog, route):
+    now = timezone.now()
+    make_records(blog, now - timedelta(hours=25), now)
+    make_stored_readings(route, (now - timedelta(days=9), now - timedelta(days=9)))
+    with override_settings(DQ_READING_RETENTION_DAYS=8):
+        output = run_prune("--dry-run")
+    lines = output.splitlines()
+    assert lines[0].startswith("prune (dry run): idempotency records created before ")
+    assert "(24 hours), readings observed and received before " in lines[0]
+    assert lines[1] == "prune (dry run): would delete 1 idempotency records, 1 readings"
+    assert IdempotentRequest.objects.count() == 2
+    assert Reading.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_dry_run_says_readings_are_kept_without_a_retention(blog):
+    output = run_prune("--dry-run")
+    assert "no readings (DQ_READING_RETENTION_DAYS is 0: kept forever)" in output
+
+
+@pytest.mark.django_db
+def test_it_deletes_in_chunks_of_one_statement_each(blog, django_assert_num_queries):
+    make_records(blog, *[NOW - timedelta(days=2, minutes=i) for i in range(7)])
+    progress = []
+    # three DELETE ... WHERE id IN (SELECT ... LIMIT 3): 3 + 3 + 1 rows; readings are off
+    with django_assert_num_queries(3):
+        result = prune(NOW, chunk_size=3, progress=progress.append)
+    assert result.idempotency_records == 7
+    assert progress == [
+        "prune: 3 idempotency records deleted so far",
+        "prune: 6 idempotency records deleted so far",
+    ]
+    assert not IdempotentRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_more_rows_than_one_default_chunk_are_all_deleted_with_progress(blog):
+    old = timezone.now() - timedelta(days=3)
+    make_records(blog, *[old] * 10_001)
+    output = run_prune()
+    assert output.splitlines() == [
+        "prune: 10,000 idempotency records deleted so far",
+        output.splitlines()[1],
+    ]
+    assert output.splitlines()[1].startswith("prune: 10,001 idempotency records, 0 readings")
+    assert not IdempotentRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_chunk_size_must_be_positive():
+    with pytest.raises(CommandError, match="positive number of rows"):
+        run_prune("--chunk-size", "0")
+
+
+# ---- readings
+
+
+@pytest.mark.django_db
+def test_readings_are_kept_forever_by_default(route):
+    long_ago = NOW - timedelta(days=3650)
+    make_stored_readings(route, (long_ago, long_ago))
+    assert prune(NOW).readings == 0
+    assert Reading.objects.count() == 1
+
+
+@pytest.mark.django_db
+@override_settings(DQ_READING_RETENTION_DAYS=7)
+def test_it_deletes_readings_older_than_the_retention_and_keeps_the_boundary(route):
+    cutoff = NOW - timedelta(days=7)
+    old, at_cutoff, fresh = make_stored_readings(
+        route, (cutoff - TICK, cutoff - TICK), (cutoff, cutoff), (NOW, NOW)
+    )
+    assert prune(NOW).readings == 1
+    assert set(Reading.objects.values_list("pk", flat=True)) == {at_cutoff.pk, fresh.pk}
+
+
+@pytest.mark.django_db
+@override_settings(DQ_READING_RETENTION_DAYS=7)
+def test_a_backfilled_old_reading_stays_until_its_key_was_stored_7_days_ago(route):
+    # Observed a month ago but posted yesterday: its idempotency_key must be remembered
+    # 7 days from when it was stored, or a retry would store it a second time.
+    month_ago = NOW - timedelta(days=30)
+    make_stored_readings(route, (month_ago, NOW - timedelta(days=1)))
+    assert prune(NOW).readings == 0
+    assert prune(NOW + timedelta(days=6)).readings == 0
+    assert prune(NOW + timedelta(days=6, microseconds=1)).readings == 1
+
+
+@pytest.mark.django_db
+@override_settings(DQ_READING_RETENTION_DAYS=30)
+def test_readings_go_in_chunks_and_a_second_run_deletes_nothing(route):
+    old = NOW - timedelta(days=31)
+    make_stored_readings(route, *[(old, old)] * 5, (NOW, NOW))
+    progress = []
+    assert prune(NOW, chunk_size=2, progress=progress.append).readings == 5
+    assert progress == [
+        "prune: 2 readings deleted so far",
+        "prune: 4 readings deleted so far",
+    ]
+    assert prune(NOW, chunk_size=2).readings == 0
+    assert Reading.objects.count() == 1
+
+
+# ---- settings refused at start-up
+
+
+@pytest.mark.parametrize("hours", ["23", "0", "-1"])
+def test_idempotency_hours_below_24_is_refused(hours):
+    result = manage("prune", "--dry-run", DQ_IDEMPOTENCY_HOURS=hours)
+    assert result.returncode != 0
+    assert "DQ_IDEMPOTENCY_HOURS" in result.stderr
+    assert "at least 24" in result.stderr
+
+
+@pytest.mark.parametrize("days", ["6", "1", "-7"])
+def test_reading_retention_below_7_days_is_refused(days):
+    result = manage("prune", "--dry-run", DQ_READING_RETENTION_DAYS=days)
+    assert result.returncode != 0
+    assert "DQ_READING_RETENTION_DAYS" in result.stderr
+    assert "at least 7" in result.stderr
+
+
+def test_malformed_retention_names_itself():
+    result = manage("check", DQ_READING_RETENTION_DAYS="a week")
+    assert result.returncode != 0
+    assert "DQ_READING_RETENTION_DAYS is malformed" in result.stderr
