@@ -730,3 +730,60 @@ def test_a_replay_answers_even_after_the_route_was_removed(post, post_route):
 def test_a_lone_surrogate_is_refused_not_a_500(post, field):
     raw = json.dumps(batch(reading(**{field: "x"}))).replace('"x"', '"\\ud800"')
     post(None, 400, field, raw=raw)
+
+
+def _wsgi_post(application, key, payload):
+    """One request through the real WSGI handler, with its request_started/finished signals."""
+    import io
+
+    body = json.dumps(payload).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": URL,
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "testserver",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
+        "HTTP_AUTHORIZATION": f"Bearer {key}",
+    }
+    status = []
+    chunks = application(environ, lambda line, headers, exc_info=None: status.append(line))
+    content = b"".join(chunks)
+    chunks.close()  # sends request_finished, as a WSGI server does
+    return int(status[0].split()[0]), json.loads(content)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates a PostgreSQL backend")
+def test_a_connection_lost_with_the_database_fails_one_request_retryably(
+    blog_key, post_route, settings
+):
+    """Without health checks (CONN_HEALTH_CHECKS off, the default) a kept connection that the
+    server closed costs one retryable 503; the next request gets a new connection."""
+    import psycopg
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connections
+
+    assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is False
+    database = connections["default"].settings_dict
+    kept = database["CONN_MAX_AGE"]
+    database["CONN_MAX_AGE"] = 600  # the connection is kept between requests
+    application = get_wsgi_application()
+    try:
+        assert _wsgi_post(application, blog_key, batch(reading()))[0] == 201
+        pid = connection.connection.info.backend_pid  # the connection kept for the next request
+        dsn = connection.connection.info.dsn
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        status, problem = _wsgi_post(application, blog_key, batch(reading(value=2.0)))
+        assert (status, problem["retryable"]) == (503, True), problem
+        status, result = _wsgi_post(application, blog_key, batch(reading(value=3.0)))
+        assert (status, result) == (201, {"accepted": 1, "duplicates": 0})
+        assert connection.connection.info.backend_pid != pid
+    finally:
+        database["CONN_MAX_AGE"] = kept
+        connections.close_all()

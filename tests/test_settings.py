@@ -92,3 +92,15 @@ def test_deploy_check_is_clean_with_a_redis_cache():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARNINGS" not in result.stderr + result.stdout
+
+
+def test_connection_health_checks_are_off_unless_asked_for():
+    show = (
+        "from django.conf import settings; "
+        "print(settings.DATABASES['default']['CONN_HEALTH_CHECKS'])"
+    )
+    assert manage("shell", "-c", show).stdout.splitlines()[-1] == "False"
+    assert manage("shell", "-c", show, CONN_HEALTH_CHECKS="on").stdout.splitlines()[-1] == "True"
+    refused = manage("shell", "-c", show, CONN_HEALTH_CHECKS="sometimes")
+    assert refused.returncode != 0
+    assert "CONN_HEALTH_CHECKS is malformed" in refused.stderr
