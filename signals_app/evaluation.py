@@ -53,6 +53,7 @@ from .models import (
     Threshold,
     ThresholdState,
 )
+from .sql import float_array, int_array, text_array, timestamp_array
 
 logger = logging.getLogger(__name__)
 
@@ -349,35 +350,9 @@ def _one_span_stats(windows):
         [w.environment_id for w in windows],
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*map(_int_array, columns), first.start, first.end])
+        cursor.execute(sql, [*map(int_array, columns), first.start, first.end])
         found = _stats_from_rows(cursor.fetchall(), [first.minutes] * len(windows))
     return [found.get(i) or Stats(count=0, minutes=first.minutes) for i in range(len(windows))]
-
-
-def _int_array(values):
-    """A PostgreSQL array literal of integers, sent as ONE text parameter: psycopg renders a
-    Python list of 4,000 ints element by element on the client (~7 ms a column); this is a
-    join. int() makes every element an integer, nothing else can get in."""
-    return "{" + ",".join(str(int(value)) for value in values) + "}"
-
-
-def _array_literal(values):
-    """A PostgreSQL array literal (text) of ints, floats, strings, datetimes and None, sent as
-    ONE text parameter and cast on the server (`%s::float8[]`), for the reason of _int_array.
-    Every element but NULL is double-quoted with backslash and quote escaped, so no value can
-    end the element or the array."""
-    return "{" + ",".join(map(_array_element, values)) + "}"
-
-
-def _array_element(value):
-    if value is None:
-        return "NULL"
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    elif isinstance(value, float):
-        value = repr(value)  # round-trips exactly
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
 
 
 def threshold_stats(thresholds, now, *, every_threshold=False):
@@ -399,7 +374,7 @@ def threshold_stats(thresholds, now, *, every_threshold=False):
     only = ""
     if not every_threshold:
         only = " AND s.id = ANY(%(ids)s::bigint[])"
-        params["ids"] = _int_array(threshold.pk for threshold in thresholds)
+        params["ids"] = int_array(threshold.pk for threshold in thresholds)
     sql = _POSTGRES_THRESHOLDS.format(
         threshold=Threshold._meta.db_table,
         reading=Reading._meta.db_table,
@@ -760,7 +735,7 @@ _STATE_COLUMNS = (
     "evaluated_at",
 )
 # PostgreSQL: one UPDATE from one array per column, each sent as one text parameter
-# (_array_literal). Measured on 4,000 states: Django's bulk_update/upsert renders 4,000 × 8
+# (signals_app.sql). Measured on 4,000 states: Django's bulk_update/upsert renders 4,000 × 8
 # parameters into the SQL text on the client (~100 ms); one JSON parameter ~120 ms under load,
 # mostly casting JSON fields on the server; arrays ~80 ms, ~50 ms with the table's fillfactor
 # at 50 (migration 0006), which lets PostgreSQL update the rows in place (HOT).
@@ -782,20 +757,19 @@ def _store_states(results, now):
     if not results:
         return
     if connection.vendor == "postgresql":
-        columns = [
-            [result.threshold.pk for result in results],
-            [result.status for result in results],
-            [result.value for result in results],
-            [result.samples for result in results],
-            [_breach_level(result) for result in results],
-            [result.breach_started_at for result in results],
-            [result.critical_started_at for result in results],
+        params = [
+            now,
+            int_array(result.threshold.pk for result in results),
+            text_array(result.status for result in results),
+            float_array(result.value for result in results),
+            int_array(result.samples for result in results),
+            text_array(_breach_level(result) for result in results),
+            timestamp_array(result.breach_started_at for result in results),
+            timestamp_array(result.critical_started_at for result in results),
         ]
+        sql = _POSTGRES_STATE_UPDATE.format(table=ThresholdState._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.execute(
-                _POSTGRES_STATE_UPDATE.format(table=ThresholdState._meta.db_table),
-                [now, *map(_array_literal, columns)],
-            )
+            cursor.execute(sql, params)
         return
     ThresholdState.objects.bulk_create(
         [
@@ -1057,7 +1031,7 @@ def _ids_in(column, ids):
     """`column` among `ids` as one parameter: an array on PostgreSQL, JSON on SQLite (an IN
     list of 4,000 placeholders costs ~40 ms to render on the client)."""
     if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s::bigint[])", [_int_array(ids)]
+        return f"{column} = ANY(%s::bigint[])", [int_array(ids)]
     return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps(list(ids))]
 
 

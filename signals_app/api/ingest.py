@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection
 
 from signals_app.models import CacheStatus, Environment, Reading, Route, Signal
+from signals_app.sql import float_array, int_array, text_array, timestamp_array
 
 from .problems import Problem, item_error
 
@@ -510,18 +511,21 @@ def _insert_sql(count):
 
 def _params(service, resolved, now):
     if connection.vendor == "postgresql":
-        columns = [[], [], [], [], [], [], [], []]
-        route, signal, env, value, observed, cache, release, key = (c.append for c in columns)
-        for route_id, signal_id, environment_id, row in resolved:
-            route(route_id)
-            signal(signal_id)
-            env(environment_id)
-            value(row[4])
-            observed(row[5])
-            cache(row[6])
-            release(row[7])
-            key(row[8])
-        return [service.pk, now, *columns]
+        # One array literal per column (signals_app.sql): psycopg would render these lists
+        # element by element in Python (12 ms of a 500-reading batch).
+        routes, signals, environments, rows = zip(*resolved, strict=True)
+        return [
+            service.pk,
+            now,
+            int_array(routes),
+            int_array(signals),
+            int_array(environments),
+            float_array(row[4] for row in rows),
+            timestamp_array(row[5] for row in rows),
+            text_array(row[6] for row in rows),
+            text_array(row[7] for row in rows),
+            text_array(row[8] for row in rows),
+        ]
     adapt = connection.ops.adapt_datetimefield_value
     received_at = adapt(now)
     params = []
