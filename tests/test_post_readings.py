@@ -787,3 +787,19 @@ def test_a_connection_lost_with_the_database_fails_one_request_retryably(
     finally:
         database["CONN_MAX_AGE"] = kept
         connections.close_all()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/*, text/html"])
+def test_any_accept_header_naming_json_gets_json(post, accept):
+    extra = {"HTTP_ACCEPT": accept} if accept else {}
+    response = post(batch(reading()), **extra)
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+
+
+@pytest.mark.django_db
+def test_an_accept_header_naming_no_json_type_is_406_and_stores_nothing(post):
+    response = post(batch(reading()), 406, HTTP_ACCEPT="text/html")
+    assert response.json()["retryable"] is False
+    assert not Reading.objects.exists()

@@ -4,6 +4,7 @@ from rest_framework import mixins, viewsets
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,6 +21,7 @@ from .filters import (
     SignalFilter,
     ThresholdFilter,
 )
+from .negotiation import AcceptsAnything
 from .pagination import IdCursorPagination
 from .permissions import (
     IsPersonOrServiceReading,
@@ -54,6 +56,8 @@ class ReadingsView(APIView):
 
     permission_classes = [IsServiceKey]
     throttle_classes = [ServiceKeyRateThrottle]
+    renderer_classes = [JSONRenderer]  # machines post here; no browsable page
+    content_negotiation_class = AcceptsAnything
     idempotency_header = True
     # The body is parsed by ingest.parse_body (NaN tokens kept to be refused by field);
     # JSONParser is listed for the schema only.
