@@ -13,8 +13,8 @@ For a 15-minute and a 24-hour window over all 4,000 thresholds it times (median 
   percentile_cont per (route, signal, environment) over the window;
 - our statistics (evaluation.threshold_stats as a full pass runs it: the threshold table
   joined to the readings with each threshold's window and segment, grouped, one query);
-- a full evaluation pass (evaluation.run_evaluation: statistics, state locks and upserts,
-  incidents, the run row);
+- a full evaluation pass (evaluation.run_evaluation: statistics, evaluation lock, state
+  reads and the update, incidents, the run row);
 and the capture of 4,000 baselines over one hour (its statistics query, and the whole
 capture with its writes) next to the same hand-written query. Targets: statistics within 2x
 of the hand-written query; the 15-minute full evaluation under 1 second. Exits 1 when one is

@@ -118,8 +118,8 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = _read("CONN_MAX_AGE", env.int, 60)
 # Off by default: a health check is one more round trip on every request (a third of a
-# single-reading POST). A connection that died with the database fails one request with a
-# retryable 503 and is then replaced, as after any database error.
+# single-reading POST). A connection that died with the database fails one request per
+# worker (a retryable 503 on the API) and is then replaced, as after any database error.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = _read("CONN_HEALTH_CHECKS", _strict_bool, False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # /ready and the 503 path must answer quickly when the database is gone.
@@ -146,10 +146,20 @@ def _cache_url(name, default):
             f"expected a cache URL such as locmemcache:// or redis://host:6379/0; received {url!r}"
         ) from None
     if config["BACKEND"] == _REDIS_CACHE:
-        # An unreachable Redis must cost a request little: the throttle then lets it through.
+        from redis.connection import parse_url
+
+        for location in str(config["LOCATION"]).split(","):
+            try:  # a bad host or port fails here, not on every request
+                parse_url(location)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc}: expected a cache URL such as redis://host:6379/0; received {url!r}"
+                ) from None
+        # An unreachable Redis must cost a request little: the throttle then lets it through
+        # (and skips the cache for a while). Same host, answers in well under a millisecond.
         options = config.setdefault("OPTIONS", {})
-        options.setdefault("socket_connect_timeout", 0.5)
-        options.setdefault("socket_timeout", 0.5)
+        options.setdefault("socket_connect_timeout", 0.1)
+        options.setdefault("socket_timeout", 0.1)
     return config
 
 

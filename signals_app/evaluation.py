@@ -753,7 +753,7 @@ WHERE st.threshold_id = v.threshold_id
 
 
 def _store_states(results, now):
-    """Write the evaluated states (their rows exist and are locked by the caller)."""
+    """Write the evaluated states (their rows exist; the caller holds the evaluation lock)."""
     if not results:
         return
     if connection.vendor == "postgresql":

@@ -8,9 +8,12 @@ such as '{1,2,3}' is built with one join and quoted once; the query casts it
 string or NULL can get into a literal.
 """
 
+import operator
+
 
 def int_array(values):
-    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+    # operator.index: an int (or bool); a float or a string is a TypeError, not truncated.
+    return "{" + ",".join("NULL" if v is None else str(operator.index(v)) for v in values) + "}"
 
 
 def float_array(values):
@@ -23,8 +26,15 @@ def text_array(values):
 
 
 def timestamp_array(values):
-    """Aware datetimes (or None), in ISO 8601 with their offset."""
-    return "{" + ",".join("NULL" if v is None else f'"{v.isoformat()}"' for v in values) + "}"
+    """Aware datetimes (or None), in ISO 8601 with their offset; a naive one is refused (the
+    database would read it in its session's time zone)."""
+    return "{" + ",".join("NULL" if v is None else _quoted_instant(v) for v in values) + "}"
+
+
+def _quoted_instant(moment):
+    if moment.utcoffset() is None:
+        raise ValueError(f"a naive datetime has no instant: {moment!r}")
+    return f'"{moment.isoformat()}"'
 
 
 def _quoted(text):

@@ -1,5 +1,6 @@
 """signals_app.sql: Python values sent to PostgreSQL as ONE array literal parameter."""
 
+import math
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -25,8 +26,11 @@ def test_strings_that_look_like_syntax_come_back_unchanged():
 
 
 def test_floats_come_back_exactly():
-    values = [0.1, 1e-300, 1.7976931348623157e308, -0.0, 182.5, 3, None]
+    values = [0.1, 1e-300, 1.7976931348623157e308, 182.5, 3, None, math.inf, -math.inf]
     assert round_trip(float_array(values), "float8[]") == values
+    negative_zero, nan = round_trip(float_array([-0.0, math.nan]), "float8[]")
+    assert math.copysign(1, negative_zero) == -1
+    assert math.isnan(nan)
 
 
 def test_integers():
@@ -44,7 +48,14 @@ def test_timestamps_keep_their_instant():
 
 
 def test_nothing_but_a_number_gets_into_a_numeric_literal():
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError):
         int_array(["1}, {2"])
+    with pytest.raises(TypeError):
+        int_array([2.7])  # not truncated to 2
     with pytest.raises(ValueError):
         float_array(["1.0,2.0"])
+
+
+def test_a_naive_datetime_is_refused():
+    with pytest.raises(ValueError, match="naive"):
+        timestamp_array([datetime(2026, 11, 26, 7, 0)])

@@ -131,3 +131,21 @@ def test_default_signals_and_environments_exist():
     assert environment("production").is_production
     assert not environment("staging").is_production
     assert Route.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_readings_are_indexed_for_their_queries_and_no_more():
+    """Each index is paid on every insert: route_id has none of its own (it leads the
+    composite index); signal_id and environment_id keep theirs (filters, deletes)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, Reading._meta.db_table)
+    indexed = [
+        tuple(c["columns"]) for c in constraints.values() if c["index"] and not c["primary_key"]
+    ]
+    assert ("route_id",) not in indexed
+    assert ("route_id", "signal_id", "environment_id", "observed_at") in indexed
+    assert ("signal_id",) in indexed
+    assert ("environment_id",) in indexed
+    assert ("observed_at",) in indexed

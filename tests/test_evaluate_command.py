@@ -3,6 +3,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from signals_app.models import EvaluationRun, IdempotentRequest, Incident
@@ -79,3 +80,23 @@ def test_loop_prunes_on_every_run_when_the_interval_is_shorter():
 def test_prune_every_needs_the_loop_and_a_positive_interval(args):
     with pytest.raises(CommandError, match="--prune-every expects --loop"):
         evaluate(*args)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates a PostgreSQL backend")
+def test_loop_replaces_a_connection_the_database_dropped(blog):
+    """No CONN_HEALTH_CHECKS: the loop checks its kept connection before each pass, so a
+    database restart between passes costs no failed pass."""
+    import psycopg
+
+    make_threshold(make_route(blog), statistic="max", min_samples=1)
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(connection.connection.info.dsn, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    out, err = StringIO(), StringIO()
+    call_command("evaluate", "--loop", "0.01", "--max-runs", "1", stdout=out, stderr=err)
+    assert err.getvalue() == ""
+    assert out.getvalue().startswith("evaluated 1 thresholds in ")
+    assert connection.connection.info.backend_pid != pid

@@ -593,6 +593,7 @@ def test_it_lets_readings_through_with_a_warning_when_the_cache_is_unreachable(
     from signals_app.api.throttling import ServiceKeyRateThrottle
 
     monkeypatch.setattr(ServiceKeyRateThrottle, "_warned_at", None)
+    monkeypatch.setattr(ServiceKeyRateThrottle, "_down_until", None)
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -609,6 +610,52 @@ def test_it_lets_readings_through_with_a_warning_when_the_cache_is_unreachable(
     warnings = [r for r in caplog.records if "rate limit not applied" in r.getMessage()]
     assert len(warnings) == 1  # once per minute, not once per request
     assert warnings[0].levelname == "WARNING"
+
+
+@pytest.mark.django_db
+def test_a_cache_that_hangs_is_asked_once_then_skipped(
+    post, frozen_throttle_clock, caplog, monkeypatch
+):
+    """A Redis that accepts connections but never answers costs one request its socket
+    timeout; the process's next requests do not ask it again (SKIP_CACHE_SECONDS)."""
+    from signals_app.api.throttling import ServiceKeyRateThrottle
+
+    monkeypatch.setattr(ServiceKeyRateThrottle, "_warned_at", None)
+    monkeypatch.setattr(ServiceKeyRateThrottle, "_down_until", None)
+    accepted = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.05)
+
+        def accept_and_stay_silent():
+            while not stop.is_set():
+                try:
+                    accepted.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+
+        stop = threading.Event()
+        thread = threading.Thread(target=accept_and_stay_silent)
+        thread.start()
+        hanging = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": f"redis://127.0.0.1:{listener.getsockname()[1]}/0",
+                "OPTIONS": {"socket_connect_timeout": 0.1, "socket_timeout": 0.1},
+            }
+        }
+        try:
+            with override_settings(DQ_INGEST_RATE="1/min", CACHES=hanging):
+                for value in (1.0, 2.0, 3.0):
+                    post(batch(reading(value=value)))
+        finally:
+            stop.set()
+            thread.join()
+            for conn in accepted:
+                conn.close()
+    assert Reading.objects.count() == 3
+    assert len(accepted) == 1  # asked by the first request only
 
 
 @pytest.mark.django_db
@@ -790,16 +837,26 @@ def test_a_connection_lost_with_the_database_fails_one_request_retryably(
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/*, text/html"])
-def test_any_accept_header_naming_json_gets_json(post, accept):
-    extra = {"HTTP_ACCEPT": accept} if accept else {}
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        "",
+        "*/*",
+        "application/json",
+        "application/json, application/problem+json",
+        "text/html",
+    ],
+)
+def test_any_accept_header_gets_json_never_a_406(post, accept):
+    extra = {"HTTP_ACCEPT": accept} if accept is not None else {}
     response = post(batch(reading()), **extra)
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"accepted": 1, "duplicates": 0}
+    problem = post(batch(reading(value="x")), 400, "value", **extra)
+    assert problem["Content-Type"] == "application/problem+json"
 
 
 @pytest.mark.django_db
-def test_an_accept_header_naming_no_json_type_is_406_and_stores_nothing(post):
-    response = post(batch(reading()), 406, HTTP_ACCEPT="text/html")
-    assert response.json()["retryable"] is False
-    assert not Reading.objects.exists()
+def test_a_bad_key_is_401_whatever_the_accept_header(post):
+    post(batch(reading()), 401, key="dq_nope.nothing", HTTP_ACCEPT="text/html")

@@ -126,12 +126,10 @@ def test_it_deletes_in_chunks_of_one_statement_each(blog, django_assert_num_quer
 def test_more_rows_than_one_default_chunk_are_all_deleted_with_progress(blog):
     old = timezone.now() - timedelta(days=3)
     make_records(blog, *[old] * 10_001)
-    output = run_prune()
-    assert output.splitlines() == [
-        "prune: 10,000 idempotency records deleted so far",
-        output.splitlines()[1],
-    ]
-    assert output.splitlines()[1].startswith("prune: 10,001 idempotency records, 0 readings")
+    lines = run_prune().splitlines()
+    assert len(lines) == 2
+    assert lines[0] == "prune: 10,000 idempotency records deleted so far"
+    assert lines[1].startswith("prune: 10,001 idempotency records, 0 readings")
     assert not IdempotentRequest.objects.exists()
 
 

@@ -104,3 +104,10 @@ def test_connection_health_checks_are_off_unless_asked_for():
     refused = manage("shell", "-c", show, CONN_HEALTH_CHECKS="sometimes")
     assert refused.returncode != 0
     assert "CONN_HEALTH_CHECKS is malformed" in refused.stderr
+
+
+def test_a_redis_cache_url_with_a_bad_port_stops_start_up():
+    result = manage("check", CACHE_URL="redis://cache:abc/0")
+    assert result.returncode != 0
+    assert "CACHE_URL is malformed" in result.stderr
+    assert "redis://host:6379/0" in result.stderr

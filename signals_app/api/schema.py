@@ -2,6 +2,7 @@
 
 from drf_spectacular.openapi import AutoSchema
 
+from .negotiation import JsonOnly
 from .problems import CONTENT_TYPE, body
 from .serializers import ProblemSerializer
 
@@ -52,7 +53,9 @@ def _example(status):
 
 class ProblemAutoSchema(AutoSchema):
     def _problem_statuses(self):
-        statuses = {401, 403, 406, 500, 503}
+        statuses = {401, 403, 500, 503}
+        if getattr(self.view, "content_negotiation_class", None) is not JsonOnly:
+            statuses.add(406)
         if self.method in ("POST", "PUT", "PATCH"):
             statuses |= {400, 409, 413, 415}
         if self.method == "GET":

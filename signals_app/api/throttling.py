@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 CACHE_UNAVAILABLE = (RedisError, OSError)
 # While the cache is down every request would log: one warning per process this often.
 WARN_EVERY_SECONDS = 60
+# After a failure the cache is not asked again for this long: a Redis that hangs would
+# otherwise cost every request its socket timeout.
+SKIP_CACHE_SECONDS = 10
 
 
 class ServiceKeyRateThrottle(BaseThrottle):
@@ -26,11 +29,13 @@ class ServiceKeyRateThrottle(BaseThrottle):
     request (6,000 entries at the default rate); a counter costs one cache incr. With
     the embedded per-process cache, N gunicorn workers let a key reach up to N times the
     rate; with a shared Redis every worker counts in one place. When the cache is
-    unreachable the request is let through with a logged warning: ingestion must not
-    fail because the rate limiter's store did.
+    unreachable the request is let through with a logged warning, and so are the
+    process's requests of the next SKIP_CACHE_SECONDS without asking it again: ingestion
+    must not fail, nor wait, because the rate limiter's store did.
     """
 
     _warned_at = None  # when this process last warned that the cache is down
+    _down_until = None  # until when this process lets requests through without asking
 
     def allow_request(self, request, view):
         if not is_service(request.user):
@@ -39,9 +44,12 @@ class ServiceKeyRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // period)
         self._wait = (window + 1) * period - now
+        if self._down_until is not None and monotonic() < self._down_until:
+            return True
         try:
             count = self.count(f"dq-ingest-rate:{request.user.key.prefix}:{window}", period)
         except CACHE_UNAVAILABLE as exc:
+            type(self)._down_until = monotonic() + SKIP_CACHE_SECONDS
             self.warn_unavailable(exc)
             return True
         return count <= limit

@@ -21,7 +21,7 @@ from .filters import (
     SignalFilter,
     ThresholdFilter,
 )
-from .negotiation import AcceptsAnything
+from .negotiation import JsonOnly
 from .pagination import IdCursorPagination
 from .permissions import (
     IsPersonOrServiceReading,
@@ -56,8 +56,8 @@ class ReadingsView(APIView):
 
     permission_classes = [IsServiceKey]
     throttle_classes = [ServiceKeyRateThrottle]
-    renderer_classes = [JSONRenderer]  # machines post here; no browsable page
-    content_negotiation_class = AcceptsAnything
+    renderer_classes = [JSONRenderer]  # machines post here: no browsable page, no 406
+    content_negotiation_class = JsonOnly
     idempotency_header = True
     # The body is parsed by ingest.parse_body (NaN tokens kept to be refused by field);
     # JSONParser is listed for the schema only.

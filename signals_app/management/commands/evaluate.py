@@ -64,20 +64,23 @@ class Command(BaseCommand):
         pruned_at = None
         while not stopping:
             started = time.monotonic()
-            # A long-lived loop must not keep a connection the database has dropped
-            # (inside a test's transaction there is nothing to renew).
+            # A long-lived loop must not keep a connection the database has dropped (there
+            # are no CONN_HEALTH_CHECKS by default; inside a test's transaction there is
+            # nothing to renew).
             if not connection.in_atomic_block:
                 close_old_connections()
+                if connection.connection is not None and not connection.is_usable():
+                    connection.close()
             try:
                 self.stdout.write(summary_line(run_evaluation()))
             except DatabaseError as exc:
                 # Safe to run again: the next pass starts from the stored states.
                 self.stderr.write(f"evaluation failed, retrying in {seconds:g}s: {exc}")
             if prune_every and (pruned_at is None or started - pruned_at >= prune_every):
-                pruned_at = started
                 try:
                     call_command("prune", stdout=self.stdout)
-                except CommandError as exc:  # the database; the next prune catches up
+                    pruned_at = started
+                except CommandError as exc:  # the database; tried again on the next pass
                     self.stderr.write(str(exc))
             self.stdout.flush()
             runs += 1
