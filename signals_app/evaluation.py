@@ -191,6 +191,39 @@ SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
 # which is right when the span is long and the keys are few (a comparison over 24 hours).
 _MANY_WINDOWS = 100
 
+# PostgreSQL, up to _MANY_WINDOWS spans (a route page's change verdicts, a comparison with a
+# baseline): every (route, signal, environment, start, end) is read ONCE and grouped by cache
+# segment with GROUPING SETS, so "all" (the whole span), "hit" and "miss" come from one pass
+# instead of three. The LATERAL subquery with OFFSET 0 keeps a probe of the composite index
+# per span and its bounds out of the per-reading filter: in the join form above the planner
+# evaluated the JSON fields of every reading it filtered, and on the busiest bench route's
+# page (3 changes: 162 windows, 54 spans) that query took ~115 ms against ~18 ms this way.
+_POSTGRES_SPANS = """
+SELECT key, whole, segment, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
+    SELECT s.key, GROUPING(r.segment) = 1 AS whole, r.segment, count(*) AS n,
+           avg(r.value) AS mean, min(r.value) AS minimum, max(r.value) AS maximum,
+           percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.value) AS pc
+    FROM (
+        SELECT (e->>0)::int AS key, (e->>1)::bigint AS route_id, (e->>2)::bigint AS signal_id,
+               (e->>3)::bigint AS environment_id, (e->>4)::timestamptz AS since,
+               (e->>5)::timestamptz AS until, (e->>6)::int = 1 AS exclude_incidents
+        FROM json_array_elements(%s::json) AS e
+    ) AS s
+    CROSS JOIN LATERAL (
+        SELECT r.value,
+               CASE WHEN r.cache_status IN ({hit}) THEN 1
+                    WHEN r.cache_status IN ({miss}) THEN 2 ELSE 0 END AS segment
+        FROM {reading} r
+        WHERE r.route_id = s.route_id AND r.signal_id = s.signal_id
+          AND r.environment_id = s.environment_id
+          AND r.observed_at > s.since AND r.observed_at <= s.until{incidents}
+        OFFSET 0
+    ) AS r
+    GROUP BY GROUPING SETS ((s.key, r.segment), (s.key))
+) AS g
+"""
+_SPAN_SEGMENT_CODES = {1: CacheSegment.HIT.value, 2: CacheSegment.MISS.value}
+
 # PostgreSQL, many windows sharing one span and segment (a capture of many baselines, a
 # comparison of many routes): the span and segment are constants and the keys arrive as
 # integer arrays, whose length the planner knows, so it range-scans the span once and
@@ -307,6 +340,12 @@ def window_stats(windows):
     shapes = {(w.segment, w.start, w.end, w.exclude_incidents) for w in windows}
     if connection.vendor == "postgresql" and len(windows) > _MANY_WINDOWS and len(shapes) == 1:
         return _one_span_stats(windows)
+    if connection.vendor == "postgresql":
+        spans = {}
+        for w in windows:
+            spans.setdefault(_span_of(w), len(spans))
+        if len(spans) <= _MANY_WINDOWS:
+            return _span_stats(windows, spans)
     bounds, params = "", []
     if len(windows) > _MANY_WINDOWS:
         bounds = " AND r.observed_at > %s AND r.observed_at <= %s"
@@ -330,6 +369,54 @@ def window_stats(windows):
         cursor.execute(sql, [payload, *params])
         found = _stats_from_rows(cursor.fetchall(), [w.minutes for w in windows])
     return [found.get(i) or Stats(count=0, minutes=w.minutes) for i, w in enumerate(windows)]
+
+
+def _span_of(window):
+    return (
+        window.route_id,
+        window.signal_id,
+        window.environment_id,
+        window.start,
+        window.end,
+        window.exclude_incidents,
+    )
+
+
+def _span_stats(windows, spans):
+    """window_stats on PostgreSQL for few spans: each span read once, all segments at once."""
+
+    def quoted(statuses):
+        return ", ".join(f"'{status.value}'" for status in statuses)
+
+    payload = json.dumps(
+        [
+            [key, route_id, signal_id, environment_id, _db_time(start), _db_time(end)]
+            + [int(exclude_incidents)]
+            for (route_id, signal_id, environment_id, start, end, exclude_incidents), key in (
+                spans.items()
+            )
+        ],
+        separators=(",", ":"),
+    )
+    sql = _POSTGRES_SPANS.format(
+        reading=Reading._meta.db_table,
+        hit=quoted(HIT_STATUSES),
+        miss=quoted(MISS_STATUSES),
+        incidents=_incident_sql() if any(w.exclude_incidents for w in windows) else "",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [payload])
+        rows = cursor.fetchall()
+    found = {}
+    for key, whole, segment, *values in rows:
+        segment = CacheSegment.ALL.value if whole else _SPAN_SEGMENT_CODES.get(segment)
+        if segment is not None:  # UNKNOWN counts only in "all"
+            found[(key, segment)] = values
+    results = []
+    for w in windows:
+        values = found.get((spans[_span_of(w)], str(w.segment)))
+        results.append(Stats(values[0], w.minutes, *values[1:]) if values else Stats(0, w.minutes))
+    return results
 
 
 def _one_span_stats(windows):
