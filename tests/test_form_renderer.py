@@ -6,10 +6,13 @@ import re
 import pytest
 from django import forms
 from django.forms.renderers import DjangoTemplates
+from django.forms.utils import flatatt
 from django.test import override_settings
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from signals_app.admin import FastSelect
 from signals_app.forms import FastRenderer
 from signals_app.models import RollbackNote
 from tests.builders import give_role, make_readings, make_route, make_threshold
@@ -88,3 +91,43 @@ def test_the_route_page_is_the_same_page_with_either_renderer(client, alice, blo
         templates = page()
     assert fast.count("<input") > 10
     assert fast == templates
+
+
+def select_from_context(widget, name, value, attrs=None):
+    """The admin's FastSelect markup, built from Django's own Select.get_context."""
+    context = widget.get_context(name, value, attrs)["widget"]
+    options = "".join(
+        format_html(
+            '<option value="{}"{}>{}</option>',
+            str(option["value"]),
+            flatatt(option["attrs"]),
+            option["label"],
+        )
+        for _group, group_options, _index in context["optgroups"]
+        for option in group_options
+    )
+    return format_html(
+        '<select name="{}"{}>{}</select>', name, flatatt(context["attrs"]), mark_safe(options)
+    )
+
+
+CHOICES = [
+    [("", "---------"), (1, "response_time_ms"), (2, 'error "rate" <%>')],
+    [(None, "none"), ("p95", "p95"), ("p95", "p95 again"), ("mean", mark_safe("<b>mean</b>"))],
+]
+
+
+@pytest.mark.parametrize("choices", CHOICES)
+@pytest.mark.parametrize("value", [None, "", 1, "2", "p95", ["p95"], "missing"])
+def test_the_admins_fast_select_picks_and_escapes_as_django_does(choices, value):
+    attrs = {"required": True, "id": "id_thresholds-0-signal"}
+    widget = FastSelect(attrs={"class": "x"}, choices=choices)
+    assert widget.render("signal", value, attrs) == select_from_context(
+        widget, "signal", value, attrs
+    )
+
+
+def test_a_fast_select_with_groups_falls_back_to_django():
+    choices = [("Latency", [(1, "p50"), (2, "p95")]), (3, "mean")]
+    widget = FastSelect(choices=choices)
+    assert widget.render("s", 2) == forms.Select(choices=choices).render("s", 2)
