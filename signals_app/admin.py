@@ -220,9 +220,13 @@ def capture_baselines_action(model_admin, request, queryset, *, routes):
     )
 
 
-def threshold_status_rows(route, thresholds):
-    """Current status per threshold, evaluated on demand (evaluation.route_status)."""
-    status = evaluation.route_status(route)
+def threshold_status_rows(route, thresholds, baselines, open_incidents):
+    """Current status per threshold, evaluated on demand (evaluation.route_status) from the
+    page's thresholds (in evaluation.ROUTE_STATUS_ORDER), active baselines and open
+    incidents."""
+    status = evaluation.route_status(
+        route, thresholds=thresholds, baselines=baselines, open_incidents=open_incidents
+    )
     by_id = {threshold.pk: threshold for threshold in thresholds}
     rows = []
     for entry in status["thresholds"]:
@@ -685,7 +689,7 @@ class RouteAdmin(admin.ModelAdmin):
     def route_page_context(self, request, route):
         thresholds = list(
             route.thresholds.select_related("signal", "environment").order_by(
-                "signal__key", "environment__slug", "statistic", "cache_segment"
+                *evaluation.ROUTE_STATUS_ORDER
             )
         )
         baselines = list(
@@ -693,7 +697,15 @@ class RouteAdmin(admin.ModelAdmin):
                 "signal", "environment", "captured_by"
             )
         )
-        status, rows = threshold_status_rows(route, thresholds)
+        open_incidents = list(
+            route.incidents.open().select_related(
+                "threshold__signal",
+                "threshold__environment",
+                "acknowledged_by",
+                "silenced_by",
+            )
+        )
+        status, rows = threshold_status_rows(route, thresholds, baselines, open_incidents)
         return {
             "route": route,
             "route_status": status["status"],
@@ -702,14 +714,7 @@ class RouteAdmin(admin.ModelAdmin):
             "status_rows": rows,
             "charts": charts.route_charts(route, thresholds, baselines),
             "baselines": baselines,
-            "open_incidents": list(
-                route.incidents.open().select_related(
-                    "threshold__signal",
-                    "threshold__environment",
-                    "acknowledged_by",
-                    "silenced_by",
-                )
-            ),
+            "open_incidents": open_incidents,
             "recent_changes": change_verdict_rows(
                 route.changes.select_related("environment", "created_by")[:RECENT_CHANGES]
             ),

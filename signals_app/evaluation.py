@@ -7,7 +7,7 @@ DESIGN.md §Evaluation. The public API, for views, admin pages and commands:
   Charts can ask for many time buckets at once the same way.
 - `evaluate_thresholds(thresholds, now=None)` -> list of `ThresholdResult`: statuses on demand,
   read-only (sustain is judged from the stored `ThresholdState`; nothing is written).
-- `route_status(route, now=None)` -> dict with the fields of `GET /api/v1/routes/{id}/status`.
+- `route_status(route, now=None, ...)` -> dict with the fields of `GET /api/v1/routes/{id}/status`.
 - `run_evaluation(now=None)` -> `EvaluationRun`: one pass over every threshold that stores
   `ThresholdState`, opens/escalates/resolves incidents and records the run. Idempotent and
   safe to run concurrently.
@@ -601,26 +601,42 @@ def evaluate_thresholds(thresholds, now=None, *, states=None):
     ]
 
 
-def route_status(route, now=None):
+# The order of a route status's entries (and of the route page's thresholds).
+ROUTE_STATUS_ORDER = (
+    "signal__key",
+    "environment__slug",
+    "statistic",
+    "cache_segment",
+    "window_minutes",
+)
+
+
+def route_status(route, now=None, *, thresholds=None, baselines=None, open_incidents=None):
     """The route's worst status and one entry per threshold (DESIGN.md `routes/{id}/status`).
 
     Evaluated on demand, read-only. `baseline` is the active baseline's value of the same
     statistic (p50/p95/p99/mean; None for max/count/rate), and `change_pct` the relative
     change of the current value against it, given only when the baseline window ends before
     the threshold's window starts (a baseline never overlaps the window it is compared with).
+
+    A page that has read them already passes the route's thresholds (with signal and
+    environment, in ROUTE_STATUS_ORDER), its active baselines or its open incidents, and
+    saves their queries.
     """
     now = now or timezone.now()
-    thresholds = list(
-        route.thresholds.select_related("signal", "environment").order_by(
-            "signal__key", "environment__slug", "statistic", "cache_segment", "window_minutes"
+    if thresholds is None:
+        thresholds = route.thresholds.select_related("signal", "environment").order_by(
+            *ROUTE_STATUS_ORDER
         )
-    )
+    thresholds = list(thresholds)
     results = evaluate_thresholds(thresholds, now)
-    baselines = {
-        (b.signal_id, b.environment_id, b.cache_segment): b
-        for b in Baseline.objects.filter(route=route, active=True)
-    }
-    open_incidents = {i.threshold_id: i for i in Incident.objects.open().filter(route=route)}
+    if baselines is None:
+        baselines = Baseline.objects.filter(route=route, active=True)
+    # One active baseline per key and one open incident per threshold (unique constraints).
+    baselines = {(b.signal_id, b.environment_id, b.cache_segment): b for b in baselines}
+    if open_incidents is None:
+        open_incidents = Incident.objects.open().filter(route=route)
+    open_incidents = {i.threshold_id: i for i in open_incidents}
     entries = []
     for result in results:
         threshold = result.threshold

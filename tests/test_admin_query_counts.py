@@ -53,12 +53,12 @@ PAGES = [
     ("incident changelist", "owner", 7),
     ("evaluationrun changelist", "owner", 7),
     # session, user, route, perms ×2, owned ids, select choices (signals, environments,
-    # owners, changes), threshold and rollback note inlines, the page's thresholds,
-    # evaluation.route_status (thresholds, states, ONE statistics query, baselines,
-    # incidents), active baselines, ONE chart query, open incidents, recent changes and
-    # their verdicts (evaluation.compare_changes: overlapping changes, signals, ONE
-    # statistics query), rollback notes, content type
-    ("route change", "owner", 27),
+    # owners, changes), threshold and rollback note inlines, the page's thresholds, active
+    # baselines and open incidents, evaluation.route_status on those (states, ONE
+    # statistics query), ONE chart query, recent changes and their verdicts
+    # (evaluation.compare_changes: overlapping changes, signals, ONE statistics query),
+    # rollback notes, content type
+    ("route change", "owner", 24),
     ("threshold change", "owner", 10),
     ("baseline change", "owner", 10),
     # …, evaluation.compare_change (overlapping changes, signals, ONE statistics query),

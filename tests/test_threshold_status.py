@@ -4,8 +4,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from signals_app.evaluation import evaluate_thresholds, route_status, run_evaluation
-from signals_app.models import Baseline, ThresholdState
+from signals_app.evaluation import (
+    ROUTE_STATUS_ORDER,
+    evaluate_thresholds,
+    route_status,
+    run_evaluation,
+)
+from signals_app.models import Baseline, Incident, ThresholdState
 from tests.builders import environment, make_readings, make_route, make_threshold, signal
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -214,3 +219,33 @@ def test_route_status_compares_with_a_baseline_that_ends_before_the_window(route
     Baseline.objects.filter(pk=baseline.pk).update(window_end=NOW - timedelta(minutes=5))
     (entry,) = route_status(route, NOW)["thresholds"]
     assert (entry["baseline"], entry["change_pct"]) == (100.0, None)
+
+
+@pytest.mark.django_db
+def test_route_status_from_what_a_page_has_read_is_the_same(route, django_assert_num_queries):
+    first = make_threshold(route, statistic="p50")
+    make_threshold(route, statistic="p95", window_minutes=60)
+    make_threshold(route, statistic="p95", window_minutes=30, cache_segment="hit")
+    make_readings(route, [150.0] * 10, start=NOW)
+    Baseline.objects.create(
+        route=route,
+        signal=signal(),
+        environment=environment(),
+        p50=100.0,
+        count=50,
+        window_start=NOW - timedelta(hours=2),
+        window_end=NOW - timedelta(hours=1),
+    )
+    Incident.objects.create(threshold=first, route=route, level="warn", peak_value=150.0)
+    read = {
+        "thresholds": list(
+            route.thresholds.select_related("signal", "environment").order_by(*ROUTE_STATUS_ORDER)
+        ),
+        "baselines": list(Baseline.objects.filter(route=route, active=True)),
+        "open_incidents": list(Incident.objects.open().filter(route=route)),
+    }
+    expected = route_status(route, NOW)
+    assert expected["thresholds"][0]["incident"] is not None
+    assert expected["thresholds"][0]["change_pct"] == 50.0
+    with django_assert_num_queries(2):  # states, ONE statistics query
+        assert route_status(route, NOW, **read) == expected
