@@ -132,16 +132,18 @@ class Stats(NamedTuple):
         return getattr(self, statistic)
 
 
-def _segment_sql(alias_window="s", alias_reading="r"):
-    def quoted(statuses):
-        return ", ".join(f"'{status.value}'" for status in statuses)
+def _sql_list(statuses):
+    """Cache statuses as an SQL IN list ('HIT', 'STALE', ...): constants of ours, no input."""
+    return ", ".join(f"'{status.value}'" for status in statuses)
 
+
+def _segment_sql(alias_window="s", alias_reading="r"):
     return (
         f"({alias_window}.segment = '{CacheSegment.ALL.value}'"
         f" OR ({alias_window}.segment = '{CacheSegment.HIT.value}'"
-        f" AND {alias_reading}.cache_status IN ({quoted(HIT_STATUSES)}))"
+        f" AND {alias_reading}.cache_status IN ({_sql_list(HIT_STATUSES)}))"
         f" OR ({alias_window}.segment = '{CacheSegment.MISS.value}'"
-        f" AND {alias_reading}.cache_status IN ({quoted(MISS_STATUSES)})))"
+        f" AND {alias_reading}.cache_status IN ({_sql_list(MISS_STATUSES)})))"
     )
 
 
@@ -384,10 +386,6 @@ def _span_of(window):
 
 def _span_stats(windows, spans):
     """window_stats on PostgreSQL for few spans: each span read once, all segments at once."""
-
-    def quoted(statuses):
-        return ", ".join(f"'{status.value}'" for status in statuses)
-
     payload = json.dumps(
         [
             [key, route_id, signal_id, environment_id, _db_time(start), _db_time(end)]
@@ -400,8 +398,8 @@ def _span_stats(windows, spans):
     )
     sql = _POSTGRES_SPANS.format(
         reading=Reading._meta.db_table,
-        hit=quoted(HIT_STATUSES),
-        miss=quoted(MISS_STATUSES),
+        hit=_sql_list(HIT_STATUSES),
+        miss=_sql_list(MISS_STATUSES),
         incidents=_incident_sql() if any(w.exclude_incidents for w in windows) else "",
     )
     with connection.cursor() as cursor:
@@ -424,7 +422,7 @@ def _one_span_stats(windows):
     statuses = {CacheSegment.HIT: HIT_STATUSES, CacheSegment.MISS: MISS_STATUSES}.get(first.segment)
     segment = ""
     if statuses:
-        segment = " AND r.cache_status IN ({})".format(", ".join(f"'{s.value}'" for s in statuses))
+        segment = f" AND r.cache_status IN ({_sql_list(statuses)})"
     sql = _POSTGRES_ONE_SPAN.format(
         reading=Reading._meta.db_table,
         segment=segment,

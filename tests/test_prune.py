@@ -11,7 +11,7 @@ from django.utils import timezone
 from signals_app.models import IdempotentRequest, Reading
 from signals_app.retention import prune
 from tests.builders import environment, make_route, signal
-from tests.test_settings import manage
+from tests.test_settings import refused
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
@@ -193,21 +193,19 @@ def test_readings_go_in_chunks_and_a_second_run_deletes_nothing(route):
 
 @pytest.mark.parametrize("hours", ["23", "0", "-1"])
 def test_idempotency_hours_below_24_is_refused(hours):
-    result = manage("prune", "--dry-run", DQ_IDEMPOTENCY_HOURS=hours)
-    assert result.returncode != 0
-    assert "DQ_IDEMPOTENCY_HOURS" in result.stderr
-    assert "at least 24" in result.stderr
+    stderr = refused("prune", "--dry-run", DQ_IDEMPOTENCY_HOURS=hours)
+    assert "DQ_IDEMPOTENCY_HOURS" in stderr
+    assert "at least 24" in stderr
 
 
 @pytest.mark.parametrize("days", ["6", "1", "-7"])
 def test_reading_retention_below_7_days_is_refused(days):
-    result = manage("prune", "--dry-run", DQ_READING_RETENTION_DAYS=days)
-    assert result.returncode != 0
-    assert "DQ_READING_RETENTION_DAYS" in result.stderr
-    assert "at least 7" in result.stderr
+    stderr = refused("prune", "--dry-run", DQ_READING_RETENTION_DAYS=days)
+    assert "DQ_READING_RETENTION_DAYS" in stderr
+    assert "at least 7" in stderr
 
 
 def test_malformed_retention_names_itself():
-    result = manage("check", DQ_READING_RETENTION_DAYS="a week")
-    assert result.returncode != 0
-    assert "DQ_READING_RETENTION_DAYS is malformed" in result.stderr
+    assert "DQ_READING_RETENTION_DAYS is malformed" in refused(
+        "check", DQ_READING_RETENTION_DAYS="a week"
+    )
