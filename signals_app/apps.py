@@ -1,7 +1,16 @@
 from django.apps import AppConfig
+from django.db.models.signals import pre_delete
 
 
 class SignalsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "signals_app"
     verbose_name = "Data quality signals"
+
+    def ready(self):
+        from .evaluation import wait_for_evaluation
+        from .models import Threshold
+
+        pre_delete.connect(
+            wait_for_evaluation, sender=Threshold, dispatch_uid="threshold-waits-for-evaluation"
+        )

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from .models import (
@@ -557,27 +558,37 @@ def decide(threshold, stats, state, now):
     )
 
 
-@dataclass(frozen=True)
-class PriorState:
-    """What `decide` needs of a stored ThresholdState."""
+class PriorState(NamedTuple):
+    """What `decide` needs of a threshold's stored state: when it was last evaluated (the
+    start of the last finished pass: every pass evaluates every threshold) and its breach."""
 
     evaluated_at: datetime | None
     breach_started_at: datetime | None
     critical_started_at: datetime | None
 
 
-_STATE_FIELDS = ("threshold_id", "evaluated_at", "breach_started_at", "critical_started_at")
+def last_pass():
+    """The latest finished evaluation pass's `started_at`, as a subquery."""
+    return (
+        EvaluationRun.objects.filter(finished_at__isnull=False)
+        .order_by("-started_at")
+        .values("started_at")[:1]
+    )
+
+
 # Above this many thresholds, reading every state is cheaper than an IN list of their ids.
 _ALL_STATES_ABOVE = 500
 
 
-def _prior_states(queryset, ids=None):
+def _prior_states(ids=None):
+    """{threshold_id: PriorState} in one query (the last pass's time rides along)."""
+    states = ThresholdState.objects.all()
     if ids is not None:
-        queryset = queryset.filter(threshold_id__in=ids)
-    return {
-        threshold_id: PriorState(*fields)
-        for threshold_id, *fields in queryset.values_list(*_STATE_FIELDS)
-    }
+        states = states.filter(threshold_id__in=ids)
+    rows = states.annotate(last_pass=Subquery(last_pass())).values_list(
+        "threshold_id", "last_pass", "breach_started_at", "critical_started_at"
+    )
+    return {threshold_id: PriorState(*fields) for threshold_id, *fields in rows}
 
 
 def evaluate_thresholds(thresholds, now=None, *, states=None):
@@ -592,7 +603,7 @@ def evaluate_thresholds(thresholds, now=None, *, states=None):
     stats = threshold_stats(thresholds, now)
     if states is None:
         ids = [t.pk for t in thresholds] if len(thresholds) <= _ALL_STATES_ABOVE else None
-        states = _prior_states(ThresholdState.objects.all(), ids) if thresholds else {}
+        states = _prior_states(ids) if thresholds else {}
     return [
         decide(threshold, threshold_stats_, states.get(threshold.pk), now)
         for threshold, threshold_stats_ in zip(thresholds, stats, strict=True)
@@ -733,86 +744,157 @@ class ThresholdSpec(NamedTuple):
         return [cls._make(row) for row in rows]
 
 
-def run_evaluation(now=None, thresholds=None):
-    """One pass: evaluate every threshold (or the given ones), store states and incidents.
+def run_evaluation(now=None):
+    """One pass: evaluate every threshold, store the states that changed and incidents.
 
     Statistics are computed first, outside any lock (one query). Then, in one transaction that
-    holds the evaluation lock, the states are re-read and incidents are opened, escalated or
-    resolved from them: a second run that overlaps waits and then sees the first run's
+    holds the evaluation lock, the stored states are read and incidents are opened, escalated
+    or resolved from them: a second pass that overlaps waits and then sees the first pass's
     incident. The partial unique constraint incident_one_open_per_threshold backs this up.
     On PostgreSQL the lock is one transaction-level advisory lock (EVALUATION_LOCK) rather
-    than a row lock per state: locking 4,000 rows writes 4,000 tuple headers, which the
-    update then rewrites anyway. On SQLite the transaction is BEGIN IMMEDIATE (settings),
-    which serialises writers the same way.
+    than a row lock per state: locking 4,000 rows writes 4,000 tuple headers. On SQLite the
+    transaction is BEGIN IMMEDIATE (settings), which serialises writers the same way.
 
-    Re-running without new readings changes nothing but `evaluated_at` (idempotent).
+    Only the states that changed are written (`states_changed` on the run): a state holds
+    the status, value and breach, not the time of the pass, which is the run's `started_at`
+    (breach continuity reads the last finished run). The run row is finished in the same
+    transaction, so the next pass sees states and run together. A pass that finds a later
+    pass already finished stores nothing (its results are older). Re-running without new
+    readings writes no state at all (idempotent).
     """
     started = time.perf_counter()
     now = now or timezone.now()
     run = EvaluationRun.objects.create(started_at=now)
-    everything = thresholds is None
-    if everything:
-        thresholds = ThresholdSpec.all()
-    thresholds = sorted(thresholds, key=lambda threshold: threshold.pk)
-    ids = [threshold.pk for threshold in thresholds]
-    stats = threshold_stats(thresholds, now, every_threshold=everything)
+    thresholds = ThresholdSpec.all()
+    stats = threshold_stats(thresholds, now, every_threshold=True)
 
-    escalated = resolved = 0
     with transaction.atomic():
         _take_evaluation_lock()
-        stored = ThresholdState.objects.all()
-        states = _prior_states(stored, None if everything else ids)
-        missing = [pk for pk in ids if pk not in states]
-        if missing:  # first evaluation of these thresholds
-            ThresholdState.objects.bulk_create(
-                [ThresholdState(threshold_id=pk) for pk in missing],
-                ignore_conflicts=True,
-                batch_size=1000,
-            )
-            states.update(_prior_states(stored, missing))
-        open_incidents = Incident.objects.open()
-        if not everything:
-            open_incidents = open_incidents.filter(threshold_id__in=ids)
-        open_incidents = {incident.threshold_id: incident for incident in open_incidents}
-        results = []
-        for threshold, threshold_stats_ in zip(thresholds, stats, strict=True):
-            state = states.get(threshold.pk)
-            if state is not None and state.evaluated_at is not None and state.evaluated_at > now:
-                continue  # a run that started later already stored a newer state
-            results.append(decide(threshold, threshold_stats_, state, now))
-        new_incidents = []
-        for result in results:
-            incident = open_incidents.get(result.threshold.pk)
-            if result.status in (Status.WARN, Status.CRITICAL):
-                if incident is None:
-                    new_incidents.append(
-                        Incident(
-                            threshold_id=result.threshold.pk,
-                            route_id=result.threshold.route_id,
-                            level=result.status,
-                            peak_value=result.value,
-                            opened_at=now,
-                        )
-                    )
-                elif _update_open_incident(incident, result, now):
-                    escalated += 1
-            elif result.level == Status.OK and incident is not None:
-                incident.resolved_at = now
-                incident.save(update_fields=["resolved_at"])
-                resolved += 1
-        opened = _open_incidents(new_incidents)
-        _store_states(results, now)
+        previous = last_pass().values_list("started_at", flat=True).first()
+        if previous is not None and previous > now:
+            thresholds = stats = []  # a pass that started later has stored newer states
+        stored = _stored_states() if thresholds else {}
+        thresholds, stats = _not_deleted(thresholds, stats, stored)
+        results = [
+            decide(threshold, threshold_stats_, _prior(stored.get(threshold.pk), previous), now)
+            for threshold, threshold_stats_ in zip(thresholds, stats, strict=True)
+        ]
+        opened, escalated, resolved = _apply_incidents(results, now)
+        changed = [
+            result for result in results if _as_stored(result) != stored.get(result.threshold.pk)
+        ]
+        _store_states(changed, now, stored)
 
-    counts = Counter(result.status for result in results)
-    run.finished_at = timezone.now()
-    run.duration_ms = (time.perf_counter() - started) * 1000
-    run.thresholds = len(results)
-    run.statuses = {status.value: counts.get(status, 0) for status in STATUS_ORDER[::-1]}
-    run.incidents_opened = opened
-    run.incidents_escalated = escalated
-    run.incidents_resolved = resolved
-    run.save()
+        counts = Counter(result.status for result in results)
+        run.finished_at = timezone.now()
+        run.duration_ms = (time.perf_counter() - started) * 1000
+        run.thresholds = len(results)
+        run.states_changed = len(changed)
+        run.statuses = {status.value: counts.get(status, 0) for status in STATUS_ORDER[::-1]}
+        run.incidents_opened = opened
+        run.incidents_escalated = escalated
+        run.incidents_resolved = resolved
+        run.save()
     return run
+
+
+class StoredState(NamedTuple):
+    """A ThresholdState as a pass compares it: a result that equals it is not written."""
+
+    status: str
+    value: float | None
+    samples: int
+    breach_level: str
+    breach_started_at: datetime | None
+    critical_started_at: datetime | None
+
+
+def _stored_states():
+    rows = ThresholdState.objects.values_list("threshold_id", *StoredState._fields)
+    return {threshold_id: StoredState(*fields) for threshold_id, *fields in rows}
+
+
+def _not_deleted(thresholds, stats, stored):
+    """The thresholds and their statistics without those deleted since the pass read them
+    (a state or incident pointing at nothing would fail the commit). Read under the lock:
+    a threshold with a stored state still exists, since a delete waits for the lock
+    (`wait_for_evaluation`); only new thresholds are looked up."""
+    new = [threshold.pk for threshold in thresholds if threshold.pk not in stored]
+    if not new:
+        return thresholds, stats
+    present = set(Threshold.objects.filter(pk__in=new).values_list("pk", flat=True))
+    kept = [
+        (threshold, threshold_stats_)
+        for threshold, threshold_stats_ in zip(thresholds, stats, strict=True)
+        if threshold.pk in stored or threshold.pk in present
+    ]
+    return [threshold for threshold, _ in kept], [threshold_stats_ for _, threshold_stats_ in kept]
+
+
+def _prior(stored, previous):
+    if stored is None:  # first evaluation of this threshold
+        return None
+    return PriorState(previous, stored.breach_started_at, stored.critical_started_at)
+
+
+def _as_stored(result):
+    return StoredState(
+        result.status,
+        result.value,
+        result.samples,
+        _breach_level(result),
+        result.breach_started_at,
+        result.critical_started_at,
+    )
+
+
+class OpenIncident(NamedTuple):
+    pk: int
+    level: str
+    peak_value: float | None
+
+
+def _apply_incidents(results, now):
+    """Open, escalate and resolve incidents from the results; (opened, escalated, resolved).
+
+    A bounded number of queries however many incidents change: one read, one UPDATE each
+    for escalations, resolutions and new peaks, and the inserts (`_open_incidents`).
+    """
+    open_incidents = {
+        threshold_id: OpenIncident(pk, level, peak_value)
+        for pk, threshold_id, level, peak_value in Incident.objects.open().values_list(
+            "pk", "threshold_id", "level", "peak_value"
+        )
+    }
+    new, escalate, resolve, peaks = [], [], [], []
+    for result in results:
+        incident = open_incidents.get(result.threshold.pk)
+        if result.status in (Status.WARN, Status.CRITICAL):
+            if incident is None:
+                new.append(
+                    Incident(
+                        threshold_id=result.threshold.pk,
+                        route_id=result.threshold.route_id,
+                        level=result.status,
+                        peak_value=result.value,
+                        opened_at=now,
+                    )
+                )
+                continue
+            if result.status == Status.CRITICAL and incident.level == Status.WARN:
+                escalate.append(incident.pk)  # in place: the same incident, now critical
+            if result.value is not None and is_worse(
+                result.threshold, result.value, incident.peak_value
+            ):
+                peaks.append(Incident(pk=incident.pk, peak_value=result.value))
+        elif result.level == Status.OK and incident is not None:
+            resolve.append(incident.pk)
+    if escalate:
+        Incident.objects.filter(pk__in=escalate).update(level=Status.CRITICAL, escalated_at=now)
+    if resolve:
+        Incident.objects.filter(pk__in=resolve).update(resolved_at=now)
+    Incident.objects.bulk_update(peaks, ["peak_value"], batch_size=1000)
+    return _open_incidents(new), len(escalate), len(resolve)
 
 
 # Any constant both runs agree on: "dqeval" in ASCII.
@@ -826,25 +908,26 @@ def _take_evaluation_lock():
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVALUATION_LOCK])
 
 
-_STATE_COLUMNS = (
-    "status",
-    "value",
-    "samples",
-    "breach_level",
-    "breach_started_at",
-    "critical_started_at",
-    "evaluated_at",
-)
+def wait_for_evaluation(sender, **kwargs):
+    """pre_delete of Threshold (connected in apps.py): a delete takes the evaluation lock, so
+    it waits for a pass that is writing, and a pass that writes after it sees it. Without
+    it, a threshold deleted mid-pass rolled the whole pass back at commit (its new incident
+    or state pointed at nothing)."""
+    _take_evaluation_lock()
+
+
+_STATE_COLUMNS = (*StoredState._fields, "changed_at")
 # PostgreSQL: one UPDATE from one array per column, each sent as one text parameter
 # (signals_app.sql). Measured on 4,000 states: Django's bulk_update/upsert renders 4,000 × 8
 # parameters into the SQL text on the client (~100 ms); one JSON parameter ~120 ms under load,
 # mostly casting JSON fields on the server; arrays ~80 ms, ~50 ms with the table's fillfactor
-# at 50 (migration 0006), which lets PostgreSQL update the rows in place (HOT).
+# at 50 (migration 0006), which lets PostgreSQL update the rows in place (HOT). A pass sends
+# only the states that changed.
 _POSTGRES_STATE_UPDATE = """
 UPDATE {table} AS st
 SET status = v.status, value = v.value, samples = v.samples, breach_level = v.breach_level,
     breach_started_at = v.breach_started_at, critical_started_at = v.critical_started_at,
-    evaluated_at = %s
+    changed_at = %s
 FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::int[], %s::text[],
             %s::timestamptz[], %s::timestamptz[])
      AS v(threshold_id, status, value, samples, breach_level, breach_started_at,
@@ -853,64 +936,47 @@ WHERE st.threshold_id = v.threshold_id
 """
 
 
-def _store_states(results, now):
-    """Write the evaluated states (their rows exist; the caller holds the evaluation lock)."""
-    if not results:
-        return
-    if connection.vendor == "postgresql":
-        params = [
-            now,
-            int_array(result.threshold.pk for result in results),
-            text_array(result.status for result in results),
-            float_array(result.value for result in results),
-            int_array(result.samples for result in results),
-            text_array(_breach_level(result) for result in results),
-            timestamp_array(result.breach_started_at for result in results),
-            timestamp_array(result.critical_started_at for result in results),
-        ]
-        sql = _POSTGRES_STATE_UPDATE.format(table=ThresholdState._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-        return
+def _store_states(results, now, stored):
+    """Write the states of `results`: a row for a threshold `stored` has not seen yet, an
+    update for the others (the caller holds the evaluation lock)."""
     ThresholdState.objects.bulk_create(
-        [
-            ThresholdState(
-                threshold_id=result.threshold.pk,
-                status=result.status,
-                value=result.value,
-                samples=result.samples,
-                breach_level=_breach_level(result),
-                breach_started_at=result.breach_started_at,
-                critical_started_at=result.critical_started_at,
-                evaluated_at=now,
-            )
-            for result in results
-        ],
-        update_conflicts=True,
-        unique_fields=["threshold"],
-        update_fields=list(_STATE_COLUMNS),
-        batch_size=500,
+        [_state_row(result, now) for result in results if result.threshold.pk not in stored],
+        batch_size=1000,
+    )
+    updated = [result for result in results if result.threshold.pk in stored]
+    if not updated:
+        return
+    if connection.vendor != "postgresql":
+        ThresholdState.objects.bulk_create(
+            [_state_row(result, now) for result in updated],
+            update_conflicts=True,
+            unique_fields=["threshold"],
+            update_fields=list(_STATE_COLUMNS),
+            batch_size=500,
+        )
+        return
+    params = [
+        now,
+        int_array(result.threshold.pk for result in updated),
+        text_array(result.status for result in updated),
+        float_array(result.value for result in updated),
+        int_array(result.samples for result in updated),
+        text_array(_breach_level(result) for result in updated),
+        timestamp_array(result.breach_started_at for result in updated),
+        timestamp_array(result.critical_started_at for result in updated),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_POSTGRES_STATE_UPDATE.format(table=ThresholdState._meta.db_table), params)
+
+
+def _state_row(result, now):
+    return ThresholdState(
+        threshold_id=result.threshold.pk, changed_at=now, **_as_stored(result)._asdict()
     )
 
 
 def _breach_level(result):
     return result.level if result.level in (Status.WARN, Status.CRITICAL) else ""
-
-
-def _update_open_incident(incident, result, now):
-    """Escalate in place and track the peak; True when it escalated warn -> critical."""
-    changed, escalated = [], False
-    if result.status == Status.CRITICAL and incident.level == Status.WARN:
-        incident.level = Status.CRITICAL
-        incident.escalated_at = now
-        changed += ["level", "escalated_at"]
-        escalated = True
-    if result.value is not None and is_worse(result.threshold, result.value, incident.peak_value):
-        incident.peak_value = result.value
-        changed.append("peak_value")
-    if changed:
-        incident.save(update_fields=changed)
-    return escalated
 
 
 def _open_incidents(incidents):
@@ -938,7 +1004,8 @@ def summary_line(run):
     """One line for logs and the `evaluate` command."""
     statuses = " ".join(f"{status}={count}" for status, count in run.statuses.items())
     return (
-        f"evaluated {run.thresholds} thresholds in {run.duration_ms:.0f} ms: {statuses}; "
+        f"evaluated {run.thresholds} thresholds in {run.duration_ms:.0f} ms "
+        f"({run.states_changed} states changed): {statuses}; "
         f"incidents opened={run.incidents_opened} escalated={run.incidents_escalated} "
         f"resolved={run.incidents_resolved}"
     )

@@ -388,7 +388,9 @@ class Status(models.TextChoices):
 
 
 class ThresholdState(models.Model):
-    """The last evaluation of one threshold; every worker and /metrics read it."""
+    """One threshold's status, value and breach as of the last evaluation pass; every worker
+    and /metrics read it. A pass writes only the states that changed (`changed_at`); the
+    time of the pass itself is its EvaluationRun's `started_at`."""
 
     threshold = models.OneToOneField(Threshold, on_delete=models.CASCADE, related_name="state")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.NO_DATA)
@@ -398,7 +400,7 @@ class ThresholdState(models.Model):
     breach_started_at = models.DateTimeField(null=True, blank=True)
     # A breach at warn may turn critical later: critical must last sustain_minutes on its own.
     critical_started_at = models.DateTimeField(null=True, blank=True)
-    evaluated_at = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"{self.threshold_id}: {self.status}"
@@ -498,6 +500,7 @@ class EvaluationRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     thresholds = models.PositiveIntegerField(default=0)
+    states_changed = models.PositiveIntegerField(default=0)
     statuses = models.JSONField(default=dict, blank=True)
     incidents_opened = models.PositiveIntegerField(default=0)
     incidents_escalated = models.PositiveIntegerField(default=0)

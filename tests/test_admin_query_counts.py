@@ -104,7 +104,7 @@ def build_world(blog, size):
             environment=environments[index % len(environments)].slug,
         )
         ThresholdState.objects.create(
-            threshold=threshold, status="warn", value=1, samples=3, evaluated_at=now
+            threshold=threshold, status="warn", value=1, samples=3, changed_at=now
         )
         Baseline.objects.create(
             route=route,

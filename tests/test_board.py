@@ -14,7 +14,7 @@ from tests.builders import make_readings, make_route, make_threshold
 def set_status(threshold, status, value=None):
     ThresholdState.objects.update_or_create(
         threshold=threshold,
-        defaults={"status": status, "value": value, "samples": 30, "evaluated_at": timezone.now()},
+        defaults={"status": status, "value": value, "samples": 30, "changed_at": timezone.now()},
     )
 
 

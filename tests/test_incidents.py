@@ -5,11 +5,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 
 from signals_app import evaluation
 from signals_app.evaluation import run_evaluation
-from signals_app.models import EvaluationRun, Incident, ThresholdState
+from signals_app.models import EvaluationRun, Incident, Threshold, ThresholdState
 from tests.builders import make_readings, make_route, make_threshold
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -92,8 +92,34 @@ def test_re_evaluation_without_new_readings_changes_nothing(threshold):
     state = ThresholdState.objects.values().get()
     run = run_evaluation(now=NOW)
     assert list(Incident.objects.values()) == before
-    assert ThresholdState.objects.values().get() == state
+    assert ThresholdState.objects.values().get() == state  # changed_at included
     assert (run.incidents_opened, run.incidents_escalated, run.incidents_resolved) == (0, 0, 0)
+    assert (run.thresholds, run.states_changed) == (1, 0)
+
+
+@pytest.mark.django_db
+def test_a_pass_writes_only_the_states_that_changed(blog):
+    quiet, busy = (make_threshold(make_route(blog), statistic="max", min_samples=1) for _ in "ab")
+    make_readings(quiet.route, [100.0], start=NOW)
+    first = run_evaluation(now=NOW)
+    assert (first.thresholds, first.states_changed) == (2, 2)  # the first pass writes both
+    make_readings(busy.route, [200.0], start=minutes(1))
+    second = run_evaluation(now=minutes(1))
+    assert (second.thresholds, second.states_changed) == (2, 1)
+    states = {s.threshold_id: s for s in ThresholdState.objects.all()}
+    assert (states[quiet.pk].value, states[quiet.pk].changed_at) == (100.0, NOW)
+    assert (states[busy.pk].value, states[busy.pk].changed_at) == (200.0, minutes(1))
+
+
+@pytest.mark.django_db
+def test_a_pass_older_than_a_finished_pass_stores_nothing(threshold):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    state = ThresholdState.objects.values().get()
+    make_readings(threshold.route, [900.0], start=minutes(-1))
+    late = run_evaluation(now=minutes(-1))  # started before the pass above, finished after
+    assert (late.thresholds, late.states_changed, late.incidents_opened) == (0, 0, 0)
+    assert ThresholdState.objects.values().get() == state
+    assert Incident.objects.get().level == "warn"
 
 
 @pytest.mark.django_db
@@ -144,11 +170,47 @@ def test_evaluating_many_thresholds_costs_the_same_queries(blog, django_assert_n
     run_evaluation(now=NOW - timedelta(hours=1))  # states exist, as in steady operation
     for route in routes:
         make_readings(route, [500.0], start=NOW)
-    # run row, thresholds, statistics, savepoint, (the evaluation lock on PostgreSQL,) states,
-    # open incidents, savepoint + incidents insert + release, states write, release, run update
-    with django_assert_num_queries(12 + (connection.vendor == "postgresql")):
+    # run row, thresholds, statistics, savepoint, (the evaluation lock on PostgreSQL,) last
+    # pass, states, open incidents, savepoint + incidents insert + release, states write, run
+    # update, release
+    with django_assert_num_queries(13 + (connection.vendor == "postgresql")):
         run = run_evaluation(now=NOW)
     assert run.incidents_opened == 10
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("routes", [3, 12])
+def test_escalations_resolutions_and_peaks_cost_the_same_queries(
+    blog, routes, django_assert_num_queries
+):
+    thresholds = [
+        make_threshold(
+            make_route(blog),
+            statistic="max",
+            window_minutes=1,
+            min_samples=1,
+            warn=300,
+            critical=800,
+        )
+        for _ in range(routes)
+    ]
+    for threshold in thresholds:
+        reading_then_evaluate(threshold, 500.0, NOW)  # one warn incident each
+    for index, threshold in enumerate(thresholds):
+        make_readings(threshold.route, [(100.0, 900.0, 600.0)[index % 3]], start=minutes(1))
+    # run row, thresholds, statistics, savepoint, (the evaluation lock on PostgreSQL,) last
+    # pass, states, open incidents, escalations, resolutions, peaks, states write, run
+    # update, release
+    with django_assert_num_queries(13 + (connection.vendor == "postgresql")):
+        run = run_evaluation(now=minutes(1))
+    third = routes // 3
+    assert (run.incidents_escalated, run.incidents_resolved) == (third, third)
+    incidents = Incident.objects.order_by("threshold_id")
+    assert [(i.level, i.peak_value, i.resolved_at) for i in incidents] == [
+        [("warn", 500.0, minutes(1)), ("critical", 900.0, None), ("warn", 600.0, None)][index % 3]
+        for index in range(routes)
+    ]
+    assert all(i.escalated_at == minutes(1) for i in incidents if i.level == "critical")
 
 
 @pytest.mark.postgres
@@ -191,3 +253,73 @@ def test_two_concurrent_evaluations_open_one_incident(blog, monkeypatch, caplog)
     assert sorted(run.incidents_opened for run in runs) == [0, 1]
     # The lock did it: the second run saw the incident, it never hit the constraint.
     assert "already open" not in caplog.text
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_threshold_deleted_during_a_pass_is_left_out_of_it(blog, monkeypatch):
+    kept, gone = (make_threshold(make_route(blog), statistic="max", min_samples=1) for _ in "ab")
+    run_evaluation(now=NOW - timedelta(minutes=1))  # states exist, as in steady operation
+    for threshold in (kept, gone):
+        make_readings(threshold.route, [900.0], start=NOW)
+    computed, resume = threading.Event(), threading.Event()
+    real_threshold_stats = evaluation.threshold_stats
+
+    def threshold_stats_then_wait(*args, **kwargs):
+        result = real_threshold_stats(*args, **kwargs)
+        computed.set()
+        resume.wait(timeout=10)
+        return result
+
+    monkeypatch.setattr(evaluation, "threshold_stats", threshold_stats_then_wait)
+    runs, errors = [], []
+
+    def evaluate():
+        try:
+            runs.append(run_evaluation(now=NOW))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=evaluate)
+    thread.start()
+    assert computed.wait(timeout=10)
+    gone.delete()  # after the pass read the thresholds, before it writes
+    resume.set()
+    thread.join(timeout=30)
+    assert errors == []
+    assert (runs[0].thresholds, runs[0].incidents_opened) == (1, 1)
+    assert list(Incident.objects.values_list("threshold_id", flat=True)) == [kept.pk]
+    assert list(ThresholdState.objects.values_list("threshold_id", flat=True)) == [kept.pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_deleting_a_threshold_waits_for_a_pass_that_is_writing(threshold):
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_evaluation_lock():
+        try:
+            with transaction.atomic():
+                evaluation._take_evaluation_lock()
+                holding.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold_the_evaluation_lock)
+    thread.start()
+    try:
+        assert holding.wait(timeout=10)
+        with pytest.raises(OperationalError, match="lock timeout"), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '200ms'")
+            threshold.delete()
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    threshold.delete()  # the pass is done: the delete goes through
+    assert not Threshold.objects.exists()

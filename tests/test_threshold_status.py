@@ -10,7 +10,7 @@ from signals_app.evaluation import (
     route_status,
     run_evaluation,
 )
-from signals_app.models import Baseline, Incident, ThresholdState
+from signals_app.models import Baseline, EvaluationRun, Incident, ThresholdState
 from tests.builders import environment, make_readings, make_route, make_threshold, signal
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -97,6 +97,42 @@ def test_a_breach_is_pending_until_it_lasts_sustain_minutes(route):
         assert state.status == ("pending" if minute < 5 else "warn"), minute
         assert state.breach_started_at == NOW
         assert run.statuses[state.status] == 1
+
+
+@pytest.mark.django_db
+def test_a_steady_breach_counts_though_its_state_is_not_rewritten(route):
+    # A reading a minute in a 3-minute window: from minute 2 on the state (max 500 over 3
+    # readings, pending since NOW) stays the same and is not written, for longer than the
+    # window. The breach stays continuous because a pass ran every minute (the runs count,
+    # not when the state last changed), and counts after sustain_minutes.
+    threshold = make_threshold(
+        route, statistic="max", window_minutes=3, sustain_minutes=8, min_samples=1
+    )
+    changed = []
+    for minute in range(0, 10):
+        at = NOW + timedelta(minutes=minute)
+        make_readings(route, [500.0], start=at)
+        changed.append(run_evaluation(now=at).states_changed)
+    state = ThresholdState.objects.get(threshold=threshold)
+    assert (state.status, state.samples, state.breach_started_at) == ("warn", 3, NOW)
+    assert changed == [1, 1, 1, 0, 0, 0, 0, 0, 1, 0]
+    assert state.changed_at == NOW + timedelta(minutes=8)
+
+
+@pytest.mark.django_db
+def test_a_failed_pass_does_not_bridge_a_gap(route):
+    threshold = make_threshold(
+        route, statistic="max", window_minutes=5, sustain_minutes=10, min_samples=1
+    )
+    make_readings(route, [500.0], start=NOW)
+    run_evaluation(now=NOW)
+    # A pass that started but never finished (it crashed) is not an evaluation.
+    EvaluationRun.objects.create(started_at=NOW + timedelta(minutes=4))
+    later = NOW + timedelta(minutes=7)
+    make_readings(route, [500.0], start=later)
+    run_evaluation(now=later)
+    state = ThresholdState.objects.get(threshold=threshold)
+    assert (state.status, state.breach_started_at) == ("pending", later)
 
 
 @pytest.mark.django_db
