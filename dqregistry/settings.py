@@ -283,6 +283,16 @@ if DQ_READING_RETENTION_DAYS != 0 and DQ_READING_RETENTION_DAYS < 7:
         "least 7 days (DESIGN.md, Ingestion contract); expected 0 (keep readings forever) or "
         f"7 or more, received {DQ_READING_RETENTION_DAYS}"
     )
+# The clock stores one EvaluationRun a minute (~43,000 in 30 days) and only the latest is read;
+# prune always keeps the latest finished run, however old. No "keep forever" here, so 0 is
+# refused rather than read as "delete them all" or, as for readings, "keep them all".
+DQ_EVALUATION_RUN_RETENTION_DAYS = _read("DQ_EVALUATION_RUN_RETENTION_DAYS", env.int, 30)
+if DQ_EVALUATION_RUN_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(
+        "DQ_EVALUATION_RUN_RETENTION_DAYS is too small: evaluation runs are kept at least 1 day "
+        "and are always pruned (0 does not mean forever here); expected 1 or more, received "
+        f"{DQ_EVALUATION_RUN_RETENTION_DAYS}"
+    )
 DQ_CONTENT_MIN_SCORE = _read("DQ_CONTENT_MIN_SCORE", env.int, 70)
 DQ_REHEARSAL_MAX_AGE_DAYS = _read("DQ_REHEARSAL_MAX_AGE_DAYS", env.int, 90)
 DQ_BOARD_REFRESH_SECONDS = _read("DQ_BOARD_REFRESH_SECONDS", env.int, 60)

@@ -508,6 +508,10 @@ class EvaluationRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        indexes = [
+            # the latest finished run (ORDER BY started_at DESC LIMIT 1), and pruning by age
+            models.Index(fields=["started_at"], name="evaluation_run_started_at"),
+        ]
 
     def __str__(self):
         return f"evaluation at {self.started_at:%Y-%m-%d %H:%M:%S}"

@@ -1,4 +1,4 @@
-"""Pruning: `Idempotency-Key` records and, when a retention is set, readings.
+"""Pruning: `Idempotency-Key` records, evaluation runs and, when a retention is set, readings.
 
 Rows go in chunks, one short DELETE ... WHERE id IN (SELECT id ... LIMIT n) each, so
 no statement holds its locks for long and ingestion keeps flowing (SQLite and
@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from signals_app.models import IdempotentRequest, Reading
+from signals_app.models import EvaluationRun, IdempotentRequest, Reading
 
 CHUNK_SIZE = 10_000
 
@@ -21,6 +21,7 @@ CHUNK_SIZE = 10_000
 class Cutoffs:
     idempotency: object  # records created before this go
     readings: object  # None: readings are kept forever
+    evaluation_runs: object  # runs started before this go, except the latest finished one
 
 
 def cutoffs(now=None):
@@ -29,6 +30,7 @@ def cutoffs(now=None):
     return Cutoffs(
         idempotency=now - timedelta(hours=settings.DQ_IDEMPOTENCY_HOURS),
         readings=now - timedelta(days=days) if days else None,
+        evaluation_runs=now - timedelta(days=settings.DQ_EVALUATION_RUN_RETENTION_DAYS),
     )
 
 
@@ -49,15 +51,36 @@ def expired_readings(cut):
     return Reading.objects.filter(observed_at__lt=cut.readings, received_at__lt=cut.readings)
 
 
+def expired_evaluation_runs(cut):
+    """Runs started before the retention, except the latest finished run, however old.
+
+    A clock stopped for two months must still show when it last evaluated (/metrics). The
+    latest finished run is a subquery of each DELETE, not read once beforehand, so every
+    statement keeps whichever run is the latest finished one when it runs.
+    """
+    latest_finished = (
+        EvaluationRun.objects.filter(finished_at__isnull=False)
+        .order_by("-started_at", "-pk")
+        .values("pk")[:1]
+    )
+    return EvaluationRun.objects.filter(started_at__lt=cut.evaluation_runs).exclude(
+        pk__in=latest_finished
+    )
+
+
 @dataclass
 class PruneResult:
     idempotency_records: int = 0
     readings: int = 0
+    evaluation_runs: int = 0
     seconds: float = 0.0
     dry_run: bool = False
 
     def summary(self):
-        counts = f"{self.idempotency_records:,} idempotency records, {self.readings:,} readings"
+        counts = (
+            f"{self.idempotency_records:,} idempotency records, {self.readings:,} readings, "
+            f"{self.evaluation_runs:,} evaluation runs"
+        )
         if self.dry_run:
             return f"prune (dry run): would delete {counts}"
         return f"prune: {counts} deleted in {self.seconds:.1f} s"
@@ -71,11 +94,15 @@ def prune(now=None, *, dry_run=False, chunk_size=CHUNK_SIZE, progress=None):
     if dry_run:
         result.idempotency_records = expired_idempotency_records(cut).count()
         result.readings = expired_readings(cut).count()
+        result.evaluation_runs = expired_evaluation_runs(cut).count()
     else:
         result.idempotency_records = _delete_in_chunks(
             expired_idempotency_records(cut), chunk_size, "idempotency records", progress
         )
         result.readings = _delete_in_chunks(expired_readings(cut), chunk_size, "readings", progress)
+        result.evaluation_runs = _delete_in_chunks(
+            expired_evaluation_runs(cut), chunk_size, "evaluation runs", progress
+        )
     result.seconds = time.monotonic() - started
     return result
 

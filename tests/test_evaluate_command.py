@@ -62,7 +62,9 @@ def test_loop_prunes_after_its_first_run_and_then_every_interval(blog):
     lines = output.splitlines()
     assert len(lines) == 4
     assert lines[0].startswith("evaluated 0 thresholds")
-    assert lines[1].startswith("prune: 1 idempotency records, 0 readings deleted in ")
+    assert lines[1].startswith(
+        "prune: 1 idempotency records, 0 readings, 0 evaluation runs deleted in "
+    )
     assert lines[2].startswith("evaluated 0 thresholds")
     assert not IdempotentRequest.objects.exists()
 
@@ -70,7 +72,9 @@ def test_loop_prunes_after_its_first_run_and_then_every_interval(blog):
 @pytest.mark.django_db
 def test_loop_prunes_on_every_run_when_the_interval_is_shorter():
     output = evaluate("--loop", "0.01", "--max-runs", "3", "--prune-every", "0.001")
-    assert output.count("prune: 0 idempotency records, 0 readings deleted in ") == 3
+    assert (
+        output.count("prune: 0 idempotency records, 0 readings, 0 evaluation runs deleted in ") == 3
+    )
 
 
 @pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""python manage.py prune: Idempotency-Key records and readings past their retention."""
+"""python manage.py prune: Idempotency-Key records, readings and evaluation runs past their
+retention."""
 
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -8,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from signals_app.models import IdempotentRequest, Reading
+from signals_app.models import EvaluationRun, IdempotentRequest, Reading
 from signals_app.retention import prune
 from tests.builders import environment, make_route, signal
 from tests.test_settings import refused
@@ -40,6 +41,18 @@ def make_stored_readings(route, *times):
         )
         for i, (observed_at, received_at) in enumerate(times)
     )
+
+
+def make_runs(*started_at, finished=True):
+    """One evaluation run per start time, finished a second later (or still running)."""
+    return EvaluationRun.objects.bulk_create(
+        EvaluationRun(started_at=at, finished_at=at + timedelta(seconds=1) if finished else None)
+        for at in started_at
+    )
+
+
+def remaining_runs():
+    return set(EvaluationRun.objects.values_list("pk", flat=True))
 
 
 def run_prune(*args):
@@ -79,10 +92,14 @@ def test_the_command_prints_a_one_line_summary_and_a_second_run_deletes_nothing(
     make_records(blog, now - timedelta(hours=25), now - timedelta(hours=30), now)
     output = run_prune()
     assert output.count("\n") == 1
-    assert output.startswith("prune: 2 idempotency records, 0 readings deleted in ")
+    assert output.startswith(
+        "prune: 2 idempotency records, 0 readings, 0 evaluation runs deleted in "
+    )
     assert output.rstrip().endswith(" s")
     assert IdempotentRequest.objects.count() == 1
-    assert run_prune().startswith("prune: 0 idempotency records, 0 readings deleted in ")
+    assert run_prune().startswith(
+        "prune: 0 idempotency records, 0 readings, 0 evaluation runs deleted in "
+    )
     assert IdempotentRequest.objects.count() == 1
 
 
@@ -91,14 +108,20 @@ def test_dry_run_says_what_it_would_delete_and_deletes_nothing(blog, route):
     now = timezone.now()
     make_records(blog, now - timedelta(hours=25), now)
     make_stored_readings(route, (now - timedelta(days=9), now - timedelta(days=9)))
+    make_runs(now - timedelta(days=32), now - timedelta(days=31), now - timedelta(minutes=1))
     with override_settings(DQ_READING_RETENTION_DAYS=8):
         output = run_prune("--dry-run")
     lines = output.splitlines()
     assert lines[0].startswith("prune (dry run): idempotency records created before ")
     assert "(24 hours), readings observed and received before " in lines[0]
-    assert lines[1] == "prune (dry run): would delete 1 idempotency records, 1 readings"
+    assert lines[0].endswith(" UTC (30 days) except the latest finished one")
+    assert ", evaluation runs started before " in lines[0]
+    assert lines[1] == (
+        "prune (dry run): would delete 1 idempotency records, 1 readings, 2 evaluation runs"
+    )
     assert IdempotentRequest.objects.count() == 2
     assert Reading.objects.count() == 1
+    assert EvaluationRun.objects.count() == 3
 
 
 @pytest.mark.django_db
@@ -111,8 +134,9 @@ def test_dry_run_says_readings_are_kept_without_a_retention(blog):
 def test_it_deletes_in_chunks_of_one_statement_each(blog, django_assert_num_queries):
     make_records(blog, *[NOW - timedelta(days=2, minutes=i) for i in range(7)])
     progress = []
-    # three DELETE ... WHERE id IN (SELECT ... LIMIT 3): 3 + 3 + 1 rows; readings are off
-    with django_assert_num_queries(3):
+    # three DELETE ... WHERE id IN (SELECT ... LIMIT 3): 3 + 3 + 1 rows; readings are off;
+    # one DELETE of evaluation runs (none)
+    with django_assert_num_queries(4):
         result = prune(NOW, chunk_size=3, progress=progress.append)
     assert result.idempotency_records == 7
     assert progress == [
@@ -188,6 +212,104 @@ def test_readings_go_in_chunks_and_a_second_run_deletes_nothing(route):
     assert Reading.objects.count() == 1
 
 
+# ---- evaluation runs
+
+
+@pytest.mark.django_db
+def test_it_deletes_runs_older_than_30_days_and_keeps_the_boundary():
+    cutoff = NOW - timedelta(days=30)
+    old, at_cutoff, fresh = make_runs(cutoff - TICK, cutoff, NOW - timedelta(minutes=1))
+    assert prune(NOW).evaluation_runs == 1
+    assert remaining_runs() == {at_cutoff.pk, fresh.pk}
+
+
+@pytest.mark.django_db
+@override_settings(DQ_EVALUATION_RUN_RETENTION_DAYS=1)
+def test_run_retention_moves_the_boundary():
+    kept, gone, latest = make_runs(
+        NOW - timedelta(hours=23), NOW - timedelta(days=1) - TICK, NOW - timedelta(minutes=1)
+    )
+    assert prune(NOW).evaluation_runs == 1
+    assert remaining_runs() == {kept.pk, latest.pk}
+
+
+@pytest.mark.django_db
+def test_the_latest_finished_run_stays_however_old():
+    # The clock stopped two months ago; its last pass finished, the one after it never did.
+    stopped = NOW - timedelta(days=60)
+    make_runs(NOW - timedelta(days=90), stopped - timedelta(minutes=1))
+    (last,) = make_runs(stopped)
+    make_runs(stopped + timedelta(minutes=1), finished=False)
+    assert prune(NOW).evaluation_runs == 3
+    assert remaining_runs() == {last.pk}
+    assert prune(NOW + timedelta(days=365)).evaluation_runs == 0
+    assert remaining_runs() == {last.pk}
+
+
+@pytest.mark.django_db
+def test_one_of_two_latest_finished_runs_started_at_the_same_time_stays():
+    make_runs(*[NOW - timedelta(days=40)] * 2)
+    assert prune(NOW).evaluation_runs == 1
+    assert EvaluationRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_run_still_going_stays_and_an_abandoned_one_goes():
+    # A pass started 10 s ago has no finished_at yet; one killed 31 days ago never will.
+    (latest_finished,) = make_runs(NOW - timedelta(minutes=1))
+    running, abandoned = make_runs(
+        NOW - timedelta(seconds=10), NOW - timedelta(days=31), finished=False
+    )
+    assert prune(NOW).evaluation_runs == 1
+    assert remaining_runs() == {latest_finished.pk, running.pk}
+
+
+@pytest.mark.django_db
+def test_dry_run_counts_the_runs_it_would_delete_and_deletes_none():
+    make_runs(*[NOW - timedelta(days=31, minutes=i) for i in range(4)])
+    make_runs(NOW - timedelta(days=45), finished=False)
+    # the newest of the four is the latest finished run: it stays
+    result = prune(NOW, dry_run=True)
+    assert result.evaluation_runs == 4
+    assert result.summary() == (
+        "prune (dry run): would delete 0 idempotency records, 0 readings, 4 evaluation runs"
+    )
+    assert EvaluationRun.objects.count() == 5
+    assert prune(NOW).evaluation_runs == 4
+    assert EvaluationRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_runs_go_in_chunks_of_one_statement_each_and_a_second_run_deletes_nothing(
+    django_assert_num_queries,
+):
+    old = NOW - timedelta(days=31)
+    runs = make_runs(*[old - timedelta(minutes=i) for i in range(6)])
+    progress = []
+    # one DELETE of idempotency records (none), readings are off; three DELETE ... WHERE id IN
+    # (SELECT ... AND NOT id IN (the latest finished run) LIMIT 2): 2 + 2 + 1 rows
+    with django_assert_num_queries(4):
+        result = prune(NOW, chunk_size=2, progress=progress.append)
+    assert result.evaluation_runs == 5
+    assert progress == [
+        "prune: 2 evaluation runs deleted so far",
+        "prune: 4 evaluation runs deleted so far",
+    ]
+    assert remaining_runs() == {runs[0].pk}
+    assert prune(NOW, chunk_size=2).evaluation_runs == 0
+    assert remaining_runs() == {runs[0].pk}
+
+
+@pytest.mark.django_db
+def test_the_command_counts_runs_in_its_summary():
+    now = timezone.now()
+    make_runs(*[now - timedelta(days=31, minutes=i) for i in range(1_234)], now)
+    assert run_prune().startswith(
+        "prune: 0 idempotency records, 0 readings, 1,234 evaluation runs deleted in "
+    )
+    assert EvaluationRun.objects.count() == 1
+
+
 # ---- settings refused at start-up
 
 
@@ -208,4 +330,17 @@ def test_reading_retention_below_7_days_is_refused(days):
 def test_malformed_retention_names_itself():
     assert "DQ_READING_RETENTION_DAYS is malformed" in refused(
         "check", DQ_READING_RETENTION_DAYS="a week"
+    )
+
+
+@pytest.mark.parametrize("days", ["0", "-1"])
+def test_evaluation_run_retention_below_1_day_is_refused(days):
+    stderr = refused("prune", "--dry-run", DQ_EVALUATION_RUN_RETENTION_DAYS=days)
+    assert "DQ_EVALUATION_RUN_RETENTION_DAYS is too small" in stderr
+    assert f"expected 1 or more, received {days}" in stderr
+
+
+def test_malformed_run_retention_names_itself():
+    assert "DQ_EVALUATION_RUN_RETENTION_DAYS is malformed" in refused(
+        "check", DQ_EVALUATION_RUN_RETENTION_DAYS="a month"
     )
