@@ -112,9 +112,11 @@ class RegistryCollector:
         return metric
 
     def _last_evaluation(self):
+        # The latest finished pass by start, as evaluation continuity reads it: an older pass
+        # that finishes after a newer one stores nothing and does not count.
         run = (
             EvaluationRun.objects.filter(finished_at__isnull=False)
-            .order_by("-finished_at")
+            .order_by("-started_at")
             .only("finished_at", "duration_ms", "thresholds")
             .first()
         )

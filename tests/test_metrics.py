@@ -7,6 +7,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from signals_app.evaluation import run_evaluation
+from signals_app.models import EvaluationRun
 from tests.builders import make_readings, make_route, make_threshold
 
 TOKEN = "scrape-me-" + "x" * 20
@@ -97,6 +98,28 @@ def test_it_speaks_openmetrics_when_asked(client, token):
     )
     assert response["Content-Type"].startswith("application/openmetrics-text")
     assert response.content.decode().rstrip().endswith("# EOF")
+
+
+@pytest.mark.django_db
+def test_the_last_run_is_the_latest_finished_pass_by_start(client, token):
+    now = timezone.now()
+    EvaluationRun.objects.create(
+        started_at=now - timedelta(minutes=1),
+        finished_at=now - timedelta(seconds=50),
+        duration_ms=250,
+        thresholds=4,
+    )
+    # Older, finished later: it found the pass above finished and stored nothing.
+    EvaluationRun.objects.create(
+        started_at=now - timedelta(minutes=2), finished_at=now, duration_ms=90000, thresholds=0
+    )
+    EvaluationRun.objects.create(started_at=now)  # still running
+    found = samples(scrape(client))
+    assert found[("dq_last_evaluation_thresholds", ())] == 4
+    assert found[("dq_last_evaluation_duration_seconds", ())] == 0.25
+    assert found[("dq_last_evaluation_timestamp_seconds", ())] == pytest.approx(
+        (now - timedelta(seconds=50)).timestamp()
+    )
 
 
 @pytest.mark.django_db

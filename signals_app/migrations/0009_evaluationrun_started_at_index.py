@@ -12,7 +12,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("signals_app", "0007_reading_route_index"),
+        ("signals_app", "0008_thresholdstate_changed_at"),
     ]
 
     operations = [
