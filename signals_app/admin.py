@@ -18,7 +18,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, transaction
 from django.forms.utils import flatatt
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
@@ -599,6 +599,17 @@ class RouteAdmin(admin.ModelAdmin):
     inlines = [ThresholdInline, RollbackNoteInline]
     actions = ["capture_baselines"]
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """A POST saves the route and its thresholds (row locks) and may then delete some,
+        which takes the evaluation lock (evaluation.wait_for_evaluation). Taking that lock
+        first, as a pass does, means a pass and this save never wait on each other in a
+        cycle (PostgreSQL would abort one of them as a deadlock)."""
+        if request.method != "POST":
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        with transaction.atomic():
+            evaluation.take_evaluation_lock()
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
     @admin.action(
         description="Capture baselines of the last 60 minutes (every signal and segment)",
         permissions=["capture"],
@@ -1064,6 +1075,7 @@ class EvaluationRunAdmin(admin.ModelAdmin):
         "started_at",
         "duration_ms",
         "thresholds",
+        "states_changed",
         "incidents_opened",
         "incidents_resolved",
     ]
@@ -1072,6 +1084,10 @@ class EvaluationRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Breach continuity reads the last finished run; `prune` removes old ones.
         return False
 
 

@@ -591,19 +591,17 @@ def _prior_states(ids=None):
     return {threshold_id: PriorState(*fields) for threshold_id, *fields in rows}
 
 
-def evaluate_thresholds(thresholds, now=None, *, states=None):
+def evaluate_thresholds(thresholds, now=None):
     """Evaluate thresholds at `now` (default: the current time) without writing anything.
 
-    One statistics query for all of them, plus one query for their stored states unless
-    `states` ({threshold_id: ThresholdState or PriorState}) is given. Returns one
-    `ThresholdResult` per threshold, in order.
+    One statistics query for all of them and one for their stored states (with the last
+    pass's time). Returns one `ThresholdResult` per threshold, in order.
     """
     thresholds = list(thresholds)
     now = now or timezone.now()
     stats = threshold_stats(thresholds, now)
-    if states is None:
-        ids = [t.pk for t in thresholds] if len(thresholds) <= _ALL_STATES_ABOVE else None
-        states = _prior_states(ids) if thresholds else {}
+    ids = [t.pk for t in thresholds] if len(thresholds) <= _ALL_STATES_ABOVE else None
+    states = _prior_states(ids) if thresholds else {}
     return [
         decide(threshold, threshold_stats_, states.get(threshold.pk), now)
         for threshold, threshold_stats_ in zip(thresholds, stats, strict=True)
@@ -769,10 +767,18 @@ def run_evaluation(now=None):
     stats = threshold_stats(thresholds, now, every_threshold=True)
 
     with transaction.atomic():
-        _take_evaluation_lock()
+        take_evaluation_lock()
         previous = last_pass().values_list("started_at", flat=True).first()
         if previous is not None and previous > now:
-            thresholds = stats = []  # a pass that started later has stored newer states
+            # A pass that started later has stored newer states. Every pass stores nothing
+            # until `now` passes it: say so (a host clock that stepped back, a pass run by
+            # hand with a `now` in the future).
+            logger.warning(
+                "evaluation at %s stores nothing: a pass started at %s has finished",
+                now.isoformat(),
+                previous.isoformat(),
+            )
+            thresholds = stats = []
         stored = _stored_states() if thresholds else {}
         thresholds, stats = _not_deleted(thresholds, stats, stored)
         results = [
@@ -901,7 +907,7 @@ def _apply_incidents(results, now):
 EVALUATION_LOCK = 0x6471_6576_616C
 
 
-def _take_evaluation_lock():
+def take_evaluation_lock():
     """Serialise the write phase of evaluation runs (held until the transaction ends)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -913,7 +919,7 @@ def wait_for_evaluation(sender, **kwargs):
     it waits for a pass that is writing, and a pass that writes after it sees it. Without
     it, a threshold deleted mid-pass rolled the whole pass back at commit (its new incident
     or state pointed at nothing)."""
-    _take_evaluation_lock()
+    take_evaluation_lock()
 
 
 _STATE_COLUMNS = (*StoredState._fields, "changed_at")
@@ -927,7 +933,7 @@ _POSTGRES_STATE_UPDATE = """
 UPDATE {table} AS st
 SET status = v.status, value = v.value, samples = v.samples, breach_level = v.breach_level,
     breach_started_at = v.breach_started_at, critical_started_at = v.critical_started_at,
-    changed_at = %s
+    {changed_at} = %s
 FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::int[], %s::text[],
             %s::timestamptz[], %s::timestamptz[])
      AS v(threshold_id, status, value, samples, breach_level, breach_started_at,
@@ -966,7 +972,11 @@ def _store_states(results, now, stored):
         timestamp_array(result.critical_started_at for result in updated),
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_POSTGRES_STATE_UPDATE.format(table=ThresholdState._meta.db_table), params)
+        sql = _POSTGRES_STATE_UPDATE.format(
+            table=ThresholdState._meta.db_table,
+            changed_at=ThresholdState._meta.get_field("changed_at").column,
+        )
+        cursor.execute(sql, params)
 
 
 def _state_row(result, now):

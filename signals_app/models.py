@@ -400,7 +400,9 @@ class ThresholdState(models.Model):
     breach_started_at = models.DateTimeField(null=True, blank=True)
     # A breach at warn may turn critical later: critical must last sustain_minutes on its own.
     critical_started_at = models.DateTimeField(null=True, blank=True)
-    changed_at = models.DateTimeField(null=True, blank=True)
+    # The column keeps its earlier name (migration 0008), so the previous release's processes
+    # kept working while the migration ran.
+    changed_at = models.DateTimeField(null=True, blank=True, db_column="evaluated_at")
 
     def __str__(self):
         return f"{self.threshold_id}: {self.status}"
@@ -500,7 +502,7 @@ class EvaluationRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     thresholds = models.PositiveIntegerField(default=0)
-    states_changed = models.PositiveIntegerField(default=0)
+    states_changed = models.PositiveIntegerField(default=0, db_default=0)
     statuses = models.JSONField(default=dict, blank=True)
     incidents_opened = models.PositiveIntegerField(default=0)
     incidents_escalated = models.PositiveIntegerField(default=0)

@@ -1,12 +1,15 @@
 """Owners change thresholds, baselines, changes and rollback notes of their routes only."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from signals_app.models import Baseline, Change, RollbackNote, Threshold
+from signals_app import evaluation
+from signals_app.models import Baseline, Change, EvaluationRun, RollbackNote, Threshold
 from tests.builders import environment, give_role, make_route, make_threshold, make_user, signal
 
 
@@ -309,3 +312,50 @@ def test_rollback_note_cannot_point_at_a_change_of_another_route(client, alice_o
     )
     assert response.status_code == 200
     assert "another route" in response.context["adminform"].form.errors["change"][0]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_saving_the_route_page_waits_for_a_pass_that_is_writing(client, alice_owner, blog_route):
+    """The form may delete thresholds after saving others: it takes the evaluation lock
+    before any row lock, so it cannot deadlock with a pass (even a save that deletes
+    nothing waits, which is how this test sees the order)."""
+    mine = make_threshold(blog_route, warn=300, critical=800)
+    client.force_login(alice_owner)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_evaluation_lock():
+        try:
+            with transaction.atomic():
+                evaluation.take_evaluation_lock()
+                holding.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold_the_evaluation_lock)
+    thread.start()
+    try:
+        assert holding.wait(timeout=10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            client.post(change_url(blog_route), route_page_form(blog_route, mine, warn=250))
+    finally:
+        release.set()
+        thread.join(timeout=30)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    response = client.post(change_url(blog_route), route_page_form(blog_route, mine, warn=250))
+    assert response.status_code == 302
+    mine.refresh_from_db()
+    assert mine.warn == 250
+
+
+@pytest.mark.django_db
+def test_evaluation_runs_cannot_be_deleted_in_the_admin(admin_client):
+    run = EvaluationRun.objects.create(started_at=timezone.now(), finished_at=timezone.now())
+    url = reverse("admin:signals_app_evaluationrun_delete", args=[run.pk])
+    assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    assert EvaluationRun.objects.filter(pk=run.pk).exists()

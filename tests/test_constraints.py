@@ -1,10 +1,18 @@
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from signals_app.models import Baseline, ContentItem, Incident, Reading, Route
+from signals_app.models import (
+    Baseline,
+    ContentItem,
+    EvaluationRun,
+    Incident,
+    Reading,
+    Route,
+    ThresholdState,
+)
 from tests.builders import environment, make_readings, make_route, make_threshold, signal
 
 
@@ -149,3 +157,25 @@ def test_readings_are_indexed_for_their_queries_and_no_more():
     assert ("signal_id",) in indexed
     assert ("environment_id",) in indexed
     assert ("observed_at",) in indexed
+
+
+@pytest.mark.django_db
+def test_the_previous_release_can_still_write_runs_and_states(blog):
+    """Migration 0008 renames nothing and requires nothing new, so processes of the previous
+    release keep working while it runs: their run inserts leave out states_changed, their
+    state updates write the column evaluated_at."""
+    threshold = make_threshold(make_route(blog))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO signals_app_evaluationrun (started_at, thresholds, statuses, "
+            "incidents_opened, incidents_escalated, incidents_resolved) "
+            "VALUES (%s, 0, '{}', 0, 0, 0)",
+            [timezone.now()],
+        )
+        cursor.execute(
+            "INSERT INTO signals_app_thresholdstate (threshold_id, status, samples, "
+            "breach_level, evaluated_at) VALUES (%s, 'ok', 0, '', %s)",
+            [threshold.pk, timezone.now()],
+        )
+    assert EvaluationRun.objects.get().states_changed == 0
+    assert ThresholdState.objects.get().changed_at is not None

@@ -112,7 +112,7 @@ def test_a_pass_writes_only_the_states_that_changed(blog):
 
 
 @pytest.mark.django_db
-def test_a_pass_older_than_a_finished_pass_stores_nothing(threshold):
+def test_a_pass_older_than_a_finished_pass_stores_nothing(threshold, caplog):
     reading_then_evaluate(threshold, 500.0, NOW)
     state = ThresholdState.objects.values().get()
     make_readings(threshold.route, [900.0], start=minutes(-1))
@@ -120,6 +120,9 @@ def test_a_pass_older_than_a_finished_pass_stores_nothing(threshold):
     assert (late.thresholds, late.states_changed, late.incidents_opened) == (0, 0, 0)
     assert ThresholdState.objects.values().get() == state
     assert Incident.objects.get().level == "warn"
+    assert "stores nothing: a pass started at 2026-11-26T07:00:00+00:00 has finished" in (
+        caplog.text
+    )
 
 
 @pytest.mark.django_db
@@ -304,7 +307,7 @@ def test_deleting_a_threshold_waits_for_a_pass_that_is_writing(threshold):
     def hold_the_evaluation_lock():
         try:
             with transaction.atomic():
-                evaluation._take_evaluation_lock()
+                evaluation.take_evaluation_lock()
                 holding.set()
                 release.wait(timeout=10)
         finally:
