@@ -52,7 +52,15 @@ def _is_json(media_type):
 
 
 class ReadingsView(APIView):
-    """`POST /api/v1/readings`: DESIGN.md §Ingestion contract."""
+    """Post 1 to 1,000 readings (at most 1 MiB) with a service key; the batch is stored
+    whole or not at all.
+
+    Answers 201 `{"accepted": N, "duplicates": M}`: a reading whose `idempotency_key` the
+    service sent before counts as a duplicate and is not stored again. An `Idempotency-Key`
+    header replays the first response to a retry of the same body (422 for another body,
+    409 while the first is still running). Errors are problem+json naming the reading,
+    field, what was expected and what was received. The contract: DESIGN.md §Ingestion.
+    """
 
     permission_classes = [IsServiceKey]
     throttle_classes = [ServiceKeyRateThrottle]
