@@ -490,6 +490,13 @@ def threshold_window(threshold, now):
 # ---------------------------------------------------------------------------------------------
 
 
+# A breach stays continuous across a gap between passes of up to its window plus this: the
+# clock starts a pass every 60 s, so with a 1-minute window the gap is 60 s and a few
+# milliseconds, and an hourly prune can hold the next pass back a little more. Without it a
+# 1-minute window's breach restarted on most passes and never lasted sustain_minutes.
+CLOCK_GRACE = timedelta(minutes=1)
+
+
 @dataclass
 class ThresholdResult:
     """One threshold evaluated at `evaluated_at`.
@@ -516,7 +523,8 @@ def decide(threshold, stats, state, now):
     A breach (warn or critical) counts once it has lasted `sustain_minutes`; until then the
     status is `pending`. Critical must last `sustain_minutes` on its own: a warn breach that
     turns critical stays `warn` until then. A breach is continuous only while the previous
-    evaluation is at most one window old; after a longer gap (the clock stopped) it restarts.
+    evaluation is at most one window old (plus CLOCK_GRACE); after a longer gap (the clock
+    stopped) it restarts.
     Fewer readings than `min_samples` is `no_data`, which ends a breach (but not an incident).
     """
     value = stats.value(threshold.statistic)
@@ -531,7 +539,8 @@ def decide(threshold, stats, state, now):
         continuous = (
             state is not None
             and state.evaluated_at is not None
-            and now - state.evaluated_at <= timedelta(minutes=threshold.window_minutes)
+            and now - state.evaluated_at
+            <= timedelta(minutes=threshold.window_minutes) + CLOCK_GRACE
         )
         breach_started = (state.breach_started_at if continuous else None) or now
         if level == Status.CRITICAL:

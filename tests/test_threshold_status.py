@@ -120,6 +120,21 @@ def test_a_steady_breach_counts_though_its_state_is_not_rewritten(route):
 
 
 @pytest.mark.django_db
+def test_a_one_minute_window_breach_lasts_across_the_clocks_jitter(route):
+    # The clock starts a pass every 60 s; each starts a few milliseconds late.
+    threshold = make_threshold(
+        route, statistic="max", window_minutes=1, sustain_minutes=2, min_samples=1
+    )
+    statuses = []
+    for minute in range(0, 4):
+        at = NOW + timedelta(minutes=minute, milliseconds=15 * minute)
+        make_readings(route, [500.0], start=at)
+        run_evaluation(now=at)
+        statuses.append(ThresholdState.objects.get(threshold=threshold).status)
+    assert statuses == ["pending", "pending", "warn", "warn"]
+
+
+@pytest.mark.django_db
 def test_a_failed_pass_does_not_bridge_a_gap(route):
     threshold = make_threshold(
         route, statistic="max", window_minutes=5, sustain_minutes=10, min_samples=1
