@@ -1,16 +1,15 @@
 """Owners change thresholds, baselines, changes and rollback notes of their routes only."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection
 from django.urls import reverse
 from django.utils import timezone
 
-from signals_app import evaluation
 from signals_app.models import Baseline, Change, EvaluationRun, RollbackNote, Threshold
 from tests.builders import environment, give_role, make_route, make_threshold, make_user, signal
+from tests.threads import evaluation_lock_held_elsewhere
 
 
 @pytest.fixture
@@ -323,28 +322,13 @@ def test_saving_the_route_page_waits_for_a_pass_that_is_writing(client, alice_ow
     nothing waits, which is how this test sees the order)."""
     mine = make_threshold(blog_route, warn=300, critical=800)
     client.force_login(alice_owner)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_evaluation_lock():
-        try:
-            with transaction.atomic():
-                evaluation.take_evaluation_lock()
-                holding.set()
-                release.wait(timeout=10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold_the_evaluation_lock)
-    thread.start()
     try:
-        assert holding.wait(timeout=10)
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '200ms'")
-        with pytest.raises(OperationalError, match="lock timeout"):
-            client.post(change_url(blog_route), route_page_form(blog_route, mine, warn=250))
+        with evaluation_lock_held_elsewhere():
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(OperationalError, match="lock timeout"):
+                client.post(change_url(blog_route), route_page_form(blog_route, mine, warn=250))
     finally:
-        release.set()
-        thread.join(timeout=30)
         with connection.cursor() as cursor:
             cursor.execute("RESET lock_timeout")
     response = client.post(change_url(blog_route), route_page_form(blog_route, mine, warn=250))

@@ -11,6 +11,7 @@ from signals_app import evaluation
 from signals_app.evaluation import run_evaluation
 from signals_app.models import EvaluationRun, Incident, Threshold, ThresholdState
 from tests.builders import make_readings, make_route, make_threshold
+from tests.threads import evaluate_in_thread, evaluation_lock_held_elsewhere
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
@@ -237,19 +238,7 @@ def test_two_concurrent_evaluations_open_one_incident(blog, monkeypatch, caplog)
 
     monkeypatch.setattr(evaluation, "threshold_stats", threshold_stats_then_wait)
     runs, errors = [], []
-
-    def evaluate():
-        try:
-            runs.append(run_evaluation(now=NOW))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=evaluate) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    for thread in [evaluate_in_thread(NOW, runs, errors) for _ in range(2)]:
         thread.join(timeout=30)
     assert errors == []
     assert Incident.objects.count() == 1
@@ -277,17 +266,7 @@ def test_a_threshold_deleted_during_a_pass_is_left_out_of_it(blog, monkeypatch):
 
     monkeypatch.setattr(evaluation, "threshold_stats", threshold_stats_then_wait)
     runs, errors = [], []
-
-    def evaluate():
-        try:
-            runs.append(run_evaluation(now=NOW))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=evaluate)
-    thread.start()
+    thread = evaluate_in_thread(NOW, runs, errors)
     assert computed.wait(timeout=10)
     gone.delete()  # after the pass read the thresholds, before it writes
     resume.set()
@@ -302,27 +281,13 @@ def test_a_threshold_deleted_during_a_pass_is_left_out_of_it(blog, monkeypatch):
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_deleting_a_threshold_waits_for_a_pass_that_is_writing(threshold):
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_evaluation_lock():
-        try:
-            with transaction.atomic():
-                evaluation.take_evaluation_lock()
-                holding.set()
-                release.wait(timeout=10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold_the_evaluation_lock)
-    thread.start()
-    try:
-        assert holding.wait(timeout=10)
-        with pytest.raises(OperationalError, match="lock timeout"), transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = '200ms'")
-            threshold.delete()
-    finally:
-        release.set()
-        thread.join(timeout=30)
+    with (
+        evaluation_lock_held_elsewhere(),
+        pytest.raises(OperationalError, match="lock timeout"),
+        transaction.atomic(),
+    ):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '200ms'")
+        threshold.delete()
     threshold.delete()  # the pass is done: the delete goes through
     assert not Threshold.objects.exists()
