@@ -227,7 +227,8 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "signals_app.api.problems.exception_handler",
     # The API speaks JSON only: a form or multipart body is a 415.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Nesting deeper than signals_app.api.parsers.MAX_DEPTH is a 400, never a RecursionError.
+    "DEFAULT_PARSER_CLASSES": ["signals_app.api.parsers.JSONParser"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,

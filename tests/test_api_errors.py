@@ -3,8 +3,9 @@
 import pytest
 from django.db import OperationalError
 
+from signals_app.models import Signal, Statistic
 from tests.api import bearer, call
-from tests.builders import make_key
+from tests.builders import make_content_item, make_key, make_route, make_threshold
 
 
 @pytest.mark.django_db
@@ -40,6 +41,11 @@ def test_malformed_json_on_any_endpoint_is_a_400_problem(client, alice):
     response = client.post("/api/v1/thresholds", "{", content_type="application/json")
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith(":invalid-json")
+    (error,) = problem["errors"]
+    assert error["expected"] == "a JSON object"
+    assert "Expecting property name" in error["message"]
 
 
 @pytest.mark.django_db
@@ -99,8 +105,6 @@ def test_an_unknown_api_path_is_a_problem_even_with_debug_on(client, mallory, se
 
 @pytest.mark.django_db
 def test_a_lone_surrogate_in_any_body_is_a_400_problem(client, alice, blog):
-    from tests.builders import make_route
-
     route = make_route(blog)
     client.force_login(alice)
     response = client.patch(
@@ -108,3 +112,146 @@ def test_a_lone_surrogate_in_any_body_is_a_400_problem(client, alice, blog):
     )
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
+
+
+# ---- bodies nested too deeply: a RecursionError (500) in the JSON decoder from ~2,000
+# levels, in Django's lookup of a related field given nested lists from ~500.
+
+
+STATISTICS = Statistic.values
+
+
+# Stands for the keys of the signals that ship by default (and the demo's), from the database.
+SIGNALS = "<signal keys>"
+
+
+def known(expected):
+    if expected == SIGNALS:
+        return list(Signal.objects.order_by("key").values_list("key", flat=True))
+    return expected
+
+
+def nested(depth, inner='"x"'):
+    return "[" * depth + inner + "]" * depth
+
+
+@pytest.fixture
+def root(django_user_model):
+    return django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+
+
+@pytest.fixture
+def writes(blog):
+    """(method, path) of every DRF-parsed write endpoint."""
+    threshold = make_threshold(make_route(blog, "/posts/{slug}"))
+    item = make_content_item()
+    return [
+        ("POST", "/api/v1/thresholds"),
+        ("PATCH", f"/api/v1/thresholds/{threshold.pk}"),
+        ("POST", "/api/v1/changes"),
+        ("POST", "/api/v1/rollback-notes"),
+        ("POST", "/api/v1/baselines/capture"),
+        ("POST", f"/api/v1/content/{item.reference}/reviews"),
+        ("POST", "/api/v1/routes"),
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"route": ' + nested(500, "1") + "}",
+        '{"signal": ' + nested(500) + ', "environment": ' + nested(450) + "}",
+        '{"note": ' + nested(2000) + "}",
+        '{"route": ' + nested(100_000) + "}",
+        '{"decision": ' + nested(32) + "}",
+    ],
+    ids=["route-500", "slugs-500", "any-field-2000", "100000", "33-levels"],
+)
+def test_a_body_nested_too_deeply_is_a_400_naming_the_limit_on_every_write(
+    client, root, writes, body
+):
+    client.force_login(root)
+    for method, path in writes:
+        response = client.generic(method, path, body, content_type="application/json")
+        assert response.status_code == 400, (path, response.content)
+        problem = response.json()
+        assert "deeper than 32 levels" in problem["detail"], path
+        (error,) = problem["errors"]
+        assert error["expected"] == "JSON nested at most 32 levels deep"
+
+
+@pytest.mark.django_db
+def test_a_body_nested_32_levels_is_parsed(client, root, writes):
+    client.force_login(root)
+    response = client.post(
+        "/api/v1/changes", '{"summary": ' + nested(31) + "}", content_type="application/json"
+    )
+    problem = response.json()
+    assert response.status_code == 400
+    assert "deeper" not in problem["detail"]
+    assert "summary" in {error["field"] for error in problem["errors"]}
+
+
+# ---- related fields take only their own type
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value", "message", "received"),
+    [
+        ("route", 1.5, "Expected an integer id, received float", 1.5),
+        ("route", True, "Expected an integer id, received bool", True),
+        ("route", [1], "Expected an integer id, received list", "<list>"),
+        ("route", {"id": 1}, "Expected an integer id, received dict", "<dict>"),
+        ("route", 2**70, "does not exist", str(2**70)),
+        ("signal", [["x"]], "Expected a key string, received list", "<list>"),
+        ("environment", 1, "Expected a slug string, received int", 1),
+    ],
+)
+def test_a_related_field_of_the_wrong_type_is_a_400_saying_what_was_expected(
+    client, alice, blog, field, value, message, received
+):
+    route = make_route(blog, "/posts/{slug}")
+    client.force_login(alice)
+    payload = {
+        "route": route.pk,
+        "signal": "response_time_ms",
+        "environment": "production",
+        "statistic": "p95",
+        "warn": 300,
+        "critical": 800,
+        field: value,
+    }
+    response = call(client, "POST", "/api/v1/thresholds", payload, expect_status=400)
+    (error,) = response.json()["errors"]
+    assert error["field"] == field
+    assert message in error["message"]
+    assert error["received"] == received
+    expected = {
+        "route": "an integer id of an existing route",
+        "signal": SIGNALS,
+        "environment": ["production", "staging"],
+    }[field]
+    assert error["expected"] == known(expected)
+
+
+@pytest.mark.django_db
+def test_a_route_given_as_a_float_is_not_read_as_another_route(client, alice, blog):
+    route = make_route(blog, "/posts/{slug}")
+    client.force_login(alice)
+    call(client, "POST", "/api/v1/changes", {"route": route.pk + 0.5}, expect_status=400)
+
+
+@pytest.mark.django_db
+def test_write_errors_say_what_each_field_expects(client, alice, blog):
+    route = make_route(blog, "/posts/{slug}")
+    client.force_login(alice)
+    payload = {"route": route.pk, "signal": "response_time_ms", "statistic": "p42", "warn": "x"}
+    response = call(client, "POST", "/api/v1/thresholds", payload, expect_status=400)
+    errors = {error["field"]: error for error in response.json()["errors"]}
+    assert errors["statistic"]["expected"] == STATISTICS
+    assert errors["statistic"]["received"] == "p42"
+    assert errors["warn"]["expected"] == "a finite number"
+    assert errors["critical"]["expected"] == "a finite number"
+    assert errors["critical"]["received"] is None  # required, not sent

@@ -358,6 +358,12 @@ def test_it_rejects_malformed_json(post, raw):
 
 
 @pytest.mark.django_db
+def test_a_body_nested_too_deeply_is_a_400_naming_the_limit(post):
+    response = post(None, 400, raw='{"readings": ' + "[" * 100000 + "]" * 100000 + "}")
+    assert "deeper than 32 levels" in response.json()["detail"]
+
+
+@pytest.mark.django_db
 def test_it_rejects_readings_that_are_not_a_list(post):
     post({"readings": {"route": "/posts/{slug}"}}, 400, "readings")
 

@@ -19,7 +19,7 @@ from signals_app.models import Baseline, CacheSegment, Change, Environment, Rout
 from .authentication import is_service
 from .permissions import IsPersonOrServiceReading
 from .problems import Problem
-from .serializers import BaselineSerializer
+from .serializers import BaselineSerializer, IdRelatedField, NameRelatedField
 
 MAX_MINUTES = 7 * 24 * 60
 
@@ -203,7 +203,7 @@ class ComparisonQuerySerializer(serializers.Serializer):
 
 
 class RouteComparisonQuerySerializer(ComparisonQuerySerializer):
-    environment = serializers.SlugRelatedField(
+    environment = NameRelatedField(
         slug_field="slug",
         queryset=Environment.objects.all(),
         required=False,
@@ -220,15 +220,15 @@ class RouteComparisonQuerySerializer(ComparisonQuerySerializer):
 
 
 class BaselineCaptureSerializer(serializers.Serializer):
-    route = serializers.PrimaryKeyRelatedField(queryset=Route.objects.all())
-    signal = serializers.SlugRelatedField(
+    route = IdRelatedField(queryset=Route.objects.all())
+    signal = NameRelatedField(
         slug_field="key",
         queryset=Signal.objects.all(),
         required=False,
         allow_null=True,
         help_text="Default: every signal with readings in the window.",
     )
-    environment = serializers.SlugRelatedField(
+    environment = NameRelatedField(
         slug_field="slug", queryset=Environment.objects.all(), required=False
     )
     cache_segment = serializers.ChoiceField(

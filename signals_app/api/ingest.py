@@ -13,7 +13,6 @@ duplicate, so concurrent submissions of the same keys store one row each;
 duplicates = submitted - inserted, including a key repeated inside one batch.
 """
 
-import json
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,8 @@ from django.db import connection
 from signals_app.models import CacheStatus, Environment, Reading, Route, Signal
 from signals_app.sql import float_array, int_array, text_array, timestamp_array
 
-from .problems import Problem, item_error
+from . import parsers
+from .problems import Problem, item_error, shown
 
 MAX_READINGS = 1000
 MAX_ERRORS = 100
@@ -72,16 +72,9 @@ class NonFinite:
 def parse_body(raw):
     """The `readings` list of a JSON body, or a 400/413 Problem."""
     try:
-        document = json.loads(raw, parse_constant=NonFinite)
-    except RecursionError:
-        raise Problem(400, "the body nests too deeply to be a readings batch") from None
+        document = parsers.loads(raw, parse_constant=NonFinite)
     except ValueError as exc:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
-        raise Problem(
-            400,
-            f"the body is not valid JSON: {exc}",
-            slug="invalid-json",
-            errors=[item_error(None, str(exc), expected='{"readings": [...]}')],
-        ) from None
+        raise parsers.invalid_json(str(exc), expected='{"readings": [...]}') from None
     if not isinstance(document, dict) or "readings" not in document:
         raise Problem(
             400,
@@ -135,16 +128,7 @@ def _shown(value):
     """A JSON-safe, short rendering of what the client sent, for `received`."""
     if isinstance(value, NonFinite):
         return value.token
-    if isinstance(value, float) and not math.isfinite(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-        return str(value)[:40]
-    if isinstance(value, str):
-        shown = value if len(value) <= 200 else value[:200] + "…"
-        return shown.encode("utf-8", "backslashreplace").decode()
-    if isinstance(value, (dict, list)):
-        return f"<{type(value).__name__}>"
-    return value
+    return shown(value)
 
 
 class Errors(list):

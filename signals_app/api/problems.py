@@ -10,14 +10,14 @@ import logging
 import math
 from http import HTTPStatus
 
+from django import forms
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.signals import got_request_exception
 from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions
+from rest_framework import exceptions, relations, serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import set_rollback
 
 logger = logging.getLogger(__name__)
 
@@ -113,15 +113,95 @@ def json_response(status, detail, *, headers=None, **fields):
     return response
 
 
-def _flatten(detail, data, field=None, index=None):
-    """DRF ValidationError detail (nested dicts/lists) -> flat `errors` items."""
+def shown(value):
+    """A JSON-safe, short rendering of what the client sent, for `received`."""
+    if isinstance(value, float) and not math.isfinite(value):  # as JSON's tokens spell them
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return str(value)[:40]
+    if isinstance(value, str):
+        value = value if len(value) <= 200 else value[:200] + "…"
+        return value.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, (dict, list)):
+        return f"<{type(value).__name__}>"
+    return value
+
+
+# A related field lists the names it accepts when there are at most this many.
+MAX_KNOWN = 20
+TIMESTAMP = "an ISO 8601 date-time, e.g. 2026-11-26T07:00:00Z"
+
+
+def known(queryset, name):
+    """The existing values of `name` (when few), else words saying what is expected."""
+    values = list(queryset.order_by(name).values_list(name, flat=True)[: MAX_KNOWN + 1])
+    if 0 < len(values) <= MAX_KNOWN:
+        return values
+    return f"an existing {queryset.model._meta.verbose_name} {name}"
+
+
+def _within(kind, low, high):
+    if low is not None and high is not None:
+        return f"{kind} from {low} to {high}"
+    if low is not None:
+        return f"{kind} >= {low}"
+    if high is not None:
+        return f"{kind} <= {high}"
+    return kind
+
+
+def expected(field):
+    """What a serializer field or a form field (query parameter) accepts, for `expected`:
+    words, or the list of its choices. A field may say it itself (`expected = "..."`)."""
+    if field is None:
+        return None
+    if getattr(field, "expected", None):
+        return field.expected
+    if isinstance(field, relations.PrimaryKeyRelatedField):
+        return f"an integer id of an existing {field.queryset.model._meta.verbose_name}"
+    if isinstance(field, relations.SlugRelatedField):
+        return known(field.queryset, field.slug_field)
+    if isinstance(field, forms.ModelChoiceField):
+        return known(field.queryset, field.to_field_name or "pk")
+    if isinstance(field, (serializers.ChoiceField, forms.ChoiceField)):
+        if isinstance(field.choices, dict):  # DRF: {value: label}
+            values = list(field.choices)
+        else:  # Django: [(value, label)], with django-filter's blank choice
+            values = [value for value, _ in field.choices]
+        return [value for value in values if value != ""]
+    if isinstance(field, (serializers.BooleanField, forms.BooleanField)):
+        return "true or false"
+    if isinstance(field, (serializers.FloatField, forms.FloatField)):  # before IntegerField:
+        return _within("a finite number", field.min_value, field.max_value)  # forms' subclass
+    if isinstance(field, (serializers.IntegerField, forms.IntegerField)):
+        return _within("an integer", field.min_value, field.max_value)
+    if isinstance(field, (serializers.DateTimeField, forms.DateTimeField)):
+        return TIMESTAMP
+    if isinstance(field, (serializers.CharField, forms.CharField)):
+        limit = field.max_length
+        return f"a string of at most {limit} characters" if limit else "a string"
+    return None
+
+
+def _child(spec, name):
+    """The field `name` of a serializer (or of each item of a many=True one)."""
+    spec = getattr(spec, "child", spec)
+    fields = getattr(spec, "fields", None)
+    return fields.get(name) if fields is not None else None
+
+
+def _flatten(detail, data, field=None, index=None, spec=None):
+    """DRF ValidationError detail (nested dicts/lists) -> flat `errors` items.
+
+    `spec` is the serializer (then its fields) that raised it, for `expected`.
+    """
     if isinstance(detail, dict):
         for name, sub in detail.items():
             sub_field = name if name != "non_field_errors" else None
             if field:
                 sub_field = f"{field}.{name}" if sub_field else field
             sub_data = data.get(name) if isinstance(data, dict) else None
-            yield from _flatten(sub, sub_data, sub_field, index)
+            yield from _flatten(sub, sub_data, sub_field, index, _child(spec, name))
     elif isinstance(detail, list):
         if detail and all(isinstance(d, (dict, list)) for d in detail):
             # many=True: one entry per item
@@ -129,18 +209,28 @@ def _flatten(detail, data, field=None, index=None):
                 sub_data = (
                     data[position] if isinstance(data, list) and position < len(data) else None
                 )
-                yield from _flatten(sub, sub_data, field, position)
+                yield from _flatten(sub, sub_data, field, position, getattr(spec, "child", spec))
         else:
             for message in detail:
-                yield from _flatten(message, data, field, index)
+                yield from _flatten(message, data, field, index, spec)
     else:
-        received = data if isinstance(data, (str, int, float, bool)) or data is None else None
-        if isinstance(received, str):
-            received = received if len(received) <= 200 else received[:200] + "…"
-            received = received.encode("utf-8", "backslashreplace").decode()
-        if isinstance(received, float) and not math.isfinite(received):
-            received = str(received)
-        yield item_error(field, str(detail), index=index, received=received)
+        described = None if isinstance(spec, serializers.BaseSerializer) else expected(spec)
+        yield item_error(
+            field,
+            str(detail),
+            index=index,
+            expected=described,
+            # Not the whole body (or query) for an error of no one field.
+            received=None if field is None and isinstance(data, dict) else shown(data),
+        )
+
+
+def summary(errors):
+    """The `detail` of a problem listing invalid fields: the first five of them."""
+    detail = "; ".join(
+        f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors[:5]
+    )
+    return detail or "the request is invalid"
 
 
 def _request_data(context):
@@ -153,6 +243,10 @@ def _request_data(context):
 
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every exception of an API view becomes a problem."""
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES when it loads, and
+    # our parser (signals_app.api.parsers) imports this module.
+    from rest_framework.views import set_rollback
+
     headers = {}
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -173,11 +267,14 @@ def exception_handler(exc, context):
         status = exc.status_code
         errors = []
         if isinstance(exc, exceptions.ValidationError):
-            errors = list(_flatten(exc.detail, _request_data(context)))
-            detail = "; ".join(
-                f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors[:5]
-            )
-            detail = detail or "the request is invalid"
+            # A serializer's errors carry the serializer: its fields say what they expect,
+            # and its input (a body or the query parameters) what was received.
+            serializer = getattr(exc.detail, "serializer", None)
+            data = getattr(serializer, "initial_data", None)
+            if data is None:
+                data = _request_data(context)
+            errors = list(_flatten(exc.detail, data, spec=serializer))
+            detail = summary(errors)
         else:
             detail = str(exc.detail)
         if getattr(exc, "auth_header", None):

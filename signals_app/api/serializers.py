@@ -2,6 +2,7 @@ import math
 
 from rest_framework import serializers
 
+from signals_app.api.filters import MAX_ID
 from signals_app.models import (
     Baseline,
     CacheStatus,
@@ -68,6 +69,36 @@ class ProblemSerializer(serializers.Serializer):
     errors = ProblemItemSerializer(many=True)
 
 
+# ---- related fields that take only their own type: DRF's would read 1.5 as route 1 and
+# look a list up as a slug (deeply nested, it recursed inside Django's lookup).
+
+
+class IdRelatedField(serializers.PrimaryKeyRelatedField):
+    default_error_messages = {
+        **serializers.PrimaryKeyRelatedField.default_error_messages,
+        "incorrect_type": "Incorrect type. Expected an integer id, received {data_type}.",
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, str)):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        if isinstance(data, int) and not 1 <= data <= MAX_ID:
+            self.fail("does_not_exist", pk_value=data)
+        return super().to_internal_value(data)
+
+
+class NameRelatedField(serializers.SlugRelatedField):
+    default_error_messages = {
+        **serializers.SlugRelatedField.default_error_messages,
+        "incorrect_type": "Incorrect type. Expected a {slug_name} string, received {data_type}.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("incorrect_type", slug_name=self.slug_field, data_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 # ---- the registry's resources (DESIGN.md field names). Only what a client may set is
 # writable; who did it (captured_by, rehearsed_by, created_by) comes from the request.
 
@@ -79,8 +110,8 @@ def _finite(value):
 
 
 class RouteSerializer(serializers.ModelSerializer):
-    service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
-    owner = serializers.SlugRelatedField(
+    service = NameRelatedField(slug_field="slug", queryset=Service.objects.all())
+    owner = NameRelatedField(
         slug_field="name",
         queryset=Owner.objects.all(),
         required=False,
@@ -115,14 +146,12 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 
 
 class _RouteScoped(serializers.ModelSerializer):
-    route = serializers.PrimaryKeyRelatedField(queryset=Route.objects.all())
-    environment = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Environment.objects.all()
-    )
+    route = IdRelatedField(queryset=Route.objects.all())
+    environment = NameRelatedField(slug_field="slug", queryset=Environment.objects.all())
 
 
 class ThresholdSerializer(_RouteScoped):
-    signal = serializers.SlugRelatedField(slug_field="key", queryset=Signal.objects.all())
+    signal = NameRelatedField(slug_field="key", queryset=Signal.objects.all())
     window_minutes = serializers.IntegerField(min_value=1, max_value=10080, default=15)
     min_samples = serializers.IntegerField(min_value=1, max_value=1_000_000, default=20)
     sustain_minutes = serializers.IntegerField(min_value=0, max_value=10080, default=0)
@@ -219,11 +248,9 @@ class ChangeSerializer(_RouteScoped):
 
 
 class RollbackNoteSerializer(serializers.ModelSerializer):
-    route = serializers.PrimaryKeyRelatedField(queryset=Route.objects.all())
-    change = serializers.PrimaryKeyRelatedField(
-        queryset=Change.objects.all(), required=False, allow_null=True
-    )
-    owner = serializers.SlugRelatedField(
+    route = IdRelatedField(queryset=Route.objects.all())
+    change = IdRelatedField(queryset=Change.objects.all(), required=False, allow_null=True)
+    owner = NameRelatedField(
         slug_field="name",
         queryset=Owner.objects.all(),
         required=False,
