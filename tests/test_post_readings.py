@@ -195,6 +195,14 @@ def test_it_rejects_an_unparseable_timestamp(post, observed_at):
 
 
 @pytest.mark.django_db
+def test_a_timestamp_without_offset_is_refused_saying_it_needs_one(post):
+    response = post(batch(reading(observed_at="2026-11-26T10:00:00")), 400, "observed_at")
+    (error,) = response.json()["errors"]
+    assert error["message"] == "no UTC offset: add one, e.g. Z or +00:00"
+    assert error["received"] == "2026-11-26T10:00:00"
+
+
+@pytest.mark.django_db
 def test_it_rejects_a_timestamp_more_than_5_minutes_ahead(post):
     soon = datetime.now(UTC) + timedelta(minutes=4)
     post(batch(reading(observed_at=soon.isoformat())))
@@ -372,7 +380,9 @@ def test_it_rejects_readings_that_are_not_a_list(post):
 @pytest.mark.parametrize("item", [1, "reading", None, [1, 2]])
 def test_it_rejects_items_that_are_not_objects(post, item):
     response = post(batch(reading(), item), 400)
-    assert response.json()["errors"][0]["index"] == 1
+    problem = response.json()
+    assert problem["errors"][0]["index"] == 1
+    assert "First: readings[1]: each reading must be a JSON object" in problem["detail"]
 
 
 # ---- atomicity and idempotency
@@ -443,7 +453,10 @@ def test_a_retry_while_the_first_is_running_is_409(post, blog):
     payload = batch(reading())
     digest = __import__("hashlib").sha256(json.dumps(payload).encode()).hexdigest()
     IdempotentRequest.objects.create(service=blog, key="req-1", fingerprint=digest)
-    post(payload, 409, HTTP_IDEMPOTENCY_KEY="req-1")
+    response = post(payload, 409, HTTP_IDEMPOTENCY_KEY="req-1")
+    # "retry after it finishes": the retry replays the first request's response.
+    assert response.json()["retryable"] is True
+    assert response["Retry-After"] == "1"
     assert Reading.objects.count() == 0
 
 

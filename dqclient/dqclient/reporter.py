@@ -36,9 +36,10 @@ __version__ = "0.1.0"
 
 log = logging.getLogger("dqclient")
 
-# The registry marks 429 and 503 retryable. 502 and 504 come from a proxy in front of it,
-# not from the registry: they are network failures, and retrying them is safe because every
-# reading carries its idempotency key.
+# The registry marks 429 and 503 retryable (and, in its body, a 409 for an Idempotency-Key
+# still running). 502 and 504 come from a proxy in front of it, not from the registry: they
+# are network failures, and retrying them is safe because every reading carries its
+# idempotency key.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Statuses whose problem lists the offending readings by index: the rest of the batch is
 # resent without them (the registry rejects a batch as a whole).

@@ -22,6 +22,7 @@ HEADER = "Idempotency-Key"
 MAX_LENGTH = 255
 # A RUNNING row older than this belongs to a request that died (worker killed).
 STALE_AFTER = timedelta(minutes=2)
+IN_PROGRESS_RETRY_AFTER_SECONDS = 1
 
 
 def fingerprint(raw_body):
@@ -79,6 +80,9 @@ def begin(service, key, digest):
         f"a request with {HEADER} {key!r} is still being processed; retry after it finishes",
         slug="idempotency-key-in-use",
         errors=[item_error(HEADER, "request in progress", received=key)],
+        # The same request, retried a moment later, replays the first one's response.
+        retryable=True,
+        headers={"Retry-After": str(IN_PROGRESS_RETRY_AFTER_SECONDS)},
     )
 
 

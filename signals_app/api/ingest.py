@@ -187,11 +187,22 @@ def _timestamp(value, index, errors, now):
         return None
     try:
         parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError("no UTC offset")
-        parsed = parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         errors.add(index, "observed_at", "not an ISO 8601 date-time", TIMESTAMP, _shown(value))
+        return None
+    if parsed.tzinfo is None:
+        errors.add(
+            index,
+            "observed_at",
+            "no UTC offset: add one, e.g. Z or +00:00",
+            TIMESTAMP,
+            _shown(value),
+        )
+        return None
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        errors.add(index, "observed_at", "out of range", TIMESTAMP, _shown(value))
         return None
     if parsed > now + FUTURE_TOLERANCE:
         errors.add(
@@ -454,7 +465,8 @@ def invalid(errors, *, status=400, detail=None):
     first = shown[0]
     summary = detail or (
         f"{len(errors)} invalid field(s) in the batch; nothing was stored. "
-        f"First: readings[{first['index']}].{first['field']}: {first['message']}"
+        f"First: readings[{first['index']}]{'.' + first['field'] if first['field'] else ''}: "
+        f"{first['message']}"
     )
     return Problem(
         status,
