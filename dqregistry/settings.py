@@ -232,7 +232,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # Invalid parameters are problems naming what each expects and received.
+    "DEFAULT_FILTER_BACKENDS": ["signals_app.api.filters.FilterBackend"],
     # drf-spectacular's AutoSchema, plus the problem-details responses of every operation.
     "DEFAULT_SCHEMA_CLASS": "signals_app.api.schema.ProblemAutoSchema",
 }

@@ -30,9 +30,13 @@ def test_a_method_not_allowed_is_a_405_problem(client, django_user_model):
 
 
 @pytest.mark.django_db
-def test_an_invalid_cursor_is_a_404_problem(client, mallory):
+@pytest.mark.parametrize("path", ["/api/v1/routes", "/api/v1/content"])
+def test_an_invalid_cursor_is_a_400_problem(client, mallory, path):
     client.force_login(mallory)
-    call(client, "GET", "/api/v1/routes?cursor=garbage", expect_status=404)
+    response = call(client, "GET", f"{path}?cursor=garbage", expect_status=400)
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["received"]) == ("cursor", "garbage")
+    assert "next or previous link" in error["expected"]
 
 
 @pytest.mark.django_db
@@ -255,3 +259,105 @@ def test_write_errors_say_what_each_field_expects(client, alice, blog):
     assert errors["warn"]["expected"] == "a finite number"
     assert errors["critical"]["expected"] == "a finite number"
     assert errors["critical"]["received"] is None  # required, not sent
+
+
+# ---- query parameters: what each expects and what it received
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "field", "expected", "received"),
+    [
+        ("thresholds?route=abc", "route", f"an integer from 1 to {2**63 - 1}", "abc"),
+        (
+            "thresholds?statistic=p42",
+            "statistic",
+            STATISTICS,
+            "p42",
+        ),
+        (
+            "changes?applied_after=garbage",
+            "applied_after",
+            "an ISO 8601 date-time, e.g. 2026-11-26T07:00:00Z",
+            "garbage",
+        ),
+        ("baselines?active=maybe", "active", "true or false", "maybe"),
+        ("content?score_band=weird", "score_band", ["low", "medium", "high", "unscored"], "weird"),
+        ("routes?page_size=0", "page_size", "an integer from 1 to 1000", "0"),
+        ("content?page_size=abc", "page_size", "an integer from 1 to 1000", "abc"),
+        ("routes?service=a&service=b", "service", ["blog"], ["a", "b"]),
+        ("thresholds?environment=nope", "environment", ["production", "staging"], "nope"),
+        (
+            "thresholds?signal=nope",
+            "signal",
+            SIGNALS,
+            "nope",
+        ),
+        ("routes?service=nope", "service", ["blog"], "nope"),
+        ("routes?owner=nope", "owner", ["Blog team"], "nope"),
+        ("changes?service=nope", "service", ["blog"], "nope"),
+        ("rollback-notes?service=nope", "service", ["blog"], "nope"),
+        ("baselines?environment=nope", "environment", ["production", "staging"], "nope"),
+    ],
+)
+def test_an_invalid_query_parameter_says_what_it_expected_and_received(
+    client, mallory, blog, query, field, expected, received
+):
+    client.force_login(mallory)
+    response = call(client, "GET", f"/api/v1/{query}", expect_status=400)
+    problem = response.json()
+    (error,) = problem["errors"]
+    assert (error["field"], error["received"]) == (field, received)
+    assert error["expected"] == known(expected)
+    assert problem["detail"].startswith(f"{field}: ")
+
+
+@pytest.mark.django_db
+def test_an_unknown_name_in_a_filter_is_named_in_the_message(client, mallory):
+    client.force_login(mallory)
+    response = call(client, "GET", "/api/v1/thresholds?environment=nope", expect_status=400)
+    assert response.json()["detail"] == "environment: no environment with slug 'nope'"
+    response = call(client, "GET", "/api/v1/thresholds?environment=a%00b", expect_status=400)
+    assert response.json()["errors"][0]["received"] == "a\x00b"
+
+
+@pytest.mark.django_db
+def test_a_known_name_filters_with_one_lookup(client, mallory, blog, django_assert_num_queries):
+    make_threshold(make_route(blog, "/posts/{slug}"))
+    client.force_login(mallory)
+    # session, user, the environment's slug, thresholds with signal and environment
+    with django_assert_num_queries(4):
+        results = call(client, "GET", "/api/v1/thresholds?environment=production").json()
+    assert len(results["results"]) == 1
+    assert call(client, "GET", "/api/v1/thresholds?environment=staging").json()["results"] == []
+
+
+@pytest.mark.django_db
+def test_many_known_names_are_described_not_listed(client, mallory, settings):
+    from signals_app.models import Environment
+
+    Environment.objects.bulk_create(Environment(slug=f"env-{n}") for n in range(25))
+    client.force_login(mallory)
+    response = call(client, "GET", "/api/v1/thresholds?environment=nope", expect_status=400)
+    assert response.json()["errors"][0]["expected"] == "an existing environment slug"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "field", "expected", "received"),
+    [
+        ("minutes=abc", "minutes", "an integer from 1 to 10080", "abc"),
+        ("noise_band_pct=200", "noise_band_pct", "a finite number from 0 to 100", "200"),
+        ("environment=nope", "environment", ["production", "staging"], "nope"),
+    ],
+)
+def test_a_comparison_parameter_says_what_it_expected_and_received(
+    client, mallory, blog, query, field, expected, received
+):
+    route = make_route(blog, "/posts/{slug}")
+    client.force_login(mallory)
+    response = call(
+        client, "GET", f"/api/v1/routes/{route.pk}/comparison?{query}", expect_status=400
+    )
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["expected"], error["received"]) == (field, expected, received)

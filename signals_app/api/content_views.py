@@ -9,12 +9,12 @@ from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, permissions, serializers, viewsets
-from rest_framework.pagination import CursorPagination
 
 from signals_app.content import FLAGS
 from signals_app.models import ContentItem, Review
 
 from .filters import StrictBooleanFilter, StrictFilterSet
+from .pagination import IdCursorPagination
 from .permissions import IsPersonOrServiceReading
 
 SCORE_BANDS = [
@@ -122,12 +122,10 @@ class ContentFilter(StrictFilterSet):
         return queryset.score_band(value)
 
 
-class ByReference(CursorPagination):
+class ByReference(IdCursorPagination):
     ordering = ("reference",)
     # Explicit, not api_settings.PAGE_SIZE: that is read once, when this module loads.
     page_size = 100
-    page_size_query_param = "page_size"
-    max_page_size = 1000
 
 
 class NewestFirst(ByReference):

@@ -9,11 +9,51 @@ from datetime import UTC, datetime
 from django import forms
 from django_filters import fields
 from django_filters import rest_framework as filters
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema_field
 
-from signals_app.models import Baseline, Change, Environment, RollbackNote, Route, Signal, Threshold
+from signals_app.models import (
+    Baseline,
+    Change,
+    Environment,
+    Owner,
+    RollbackNote,
+    Route,
+    Service,
+    Signal,
+    Threshold,
+)
+
+from .problems import Problem, expected, item_error, shown, summary
 
 MAX_ID = 2**63 - 1
+
+
+class FilterBackend(DjangoFilterBackend):
+    """Invalid query parameters are a 400 problem naming each one, what it expects and what
+    it received (django-filter's own backend raises a bare ValidationError)."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is None:
+            return queryset
+        if not filterset.is_valid():
+            form, data = filterset.form, filterset.data
+            errors = []
+            for name, messages in form.errors.items():
+                values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
+                received = shown(values[0]) if len(values) == 1 else [shown(v) for v in values]
+                errors.extend(
+                    item_error(
+                        name,
+                        str(message),
+                        expected=expected(form.fields.get(name)),
+                        received=received,
+                    )
+                    for message in messages
+                )
+            raise Problem(400, summary(errors), errors=errors)
+        return filterset.qs
 
 
 class _NotBlank:
@@ -55,8 +95,39 @@ class TextFilter(filters.CharFilter):
     pass
 
 
+class NameField(_NotBlank, fields.ModelChoiceField):
+    def to_python(self, value):
+        if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold NUL
+            raise forms.ValidationError(
+                self.error_messages["invalid_choice"],
+                code="invalid_choice",
+                params={"value": value},
+            )
+        return super().to_python(value)
+
+
+@extend_schema_field({"type": "string", "pattern": "^[^\\x00]*$"})
+class NameFilter(filters.ModelChoiceFilter):
+    """A slug, key or name that must exist: an unknown one is a 400, not an empty list.
+
+    One query looks it up (only when the parameter is given)."""
+
+    field_class = NameField
+
+    def __init__(self, field_name, model, to_field_name, **kwargs):
+        noun = model._meta.verbose_name
+        super().__init__(
+            field_name=field_name,
+            queryset=model.objects.all(),
+            to_field_name=to_field_name,
+            error_messages={"invalid_choice": f"no {noun} with {to_field_name} %(value)r"},
+            **kwargs,
+        )
+
+
 class StrictBooleanField(forms.Field):
     widget = forms.TextInput
+    expected = "true or false"
 
     def to_python(self, value):
         if value is None:
@@ -101,8 +172,8 @@ class StrictFilterSet(filters.FilterSet):
 
 
 class RouteFilter(StrictFilterSet):
-    service = TextFilter(field_name="service__slug", help_text="service slug")
-    owner = TextFilter(field_name="owner__name", help_text="owner name")
+    service = NameFilter("service", Service, "slug", help_text="service slug")
+    owner = NameFilter("owner", Owner, "name", help_text="owner name")
     path = TextFilter(help_text="exact path template")
     path_contains = TextFilter(field_name="path", lookup_expr="icontains")
 
@@ -127,12 +198,12 @@ class EnvironmentFilter(StrictFilterSet):
 
 class _RouteScopedFilter(StrictFilterSet):
     route = IdFilter(field_name="route_id", help_text="route id")
-    service = TextFilter(field_name="route__service__slug", help_text="service slug")
-    environment = TextFilter(field_name="environment__slug", help_text="environment slug")
+    service = NameFilter("route__service", Service, "slug", help_text="service slug")
+    environment = NameFilter("environment", Environment, "slug", help_text="environment slug")
 
 
 class ThresholdFilter(_RouteScopedFilter):
-    signal = TextFilter(field_name="signal__key", help_text="signal key")
+    signal = NameFilter("signal", Signal, "key", help_text="signal key")
 
     class Meta:
         model = Threshold
@@ -140,7 +211,7 @@ class ThresholdFilter(_RouteScopedFilter):
 
 
 class BaselineFilter(_RouteScopedFilter):
-    signal = TextFilter(field_name="signal__key", help_text="signal key")
+    signal = NameFilter("signal", Signal, "key", help_text="signal key")
     active = StrictBooleanFilter()
 
     class Meta:
@@ -161,7 +232,7 @@ class ChangeFilter(_RouteScopedFilter):
 class RollbackNoteFilter(StrictFilterSet):
     route = IdFilter(field_name="route_id", help_text="route id")
     change = IdFilter(field_name="change_id", help_text="change id")
-    service = TextFilter(field_name="route__service__slug", help_text="service slug")
+    service = NameFilter("route__service", Service, "slug", help_text="service slug")
 
     class Meta:
         model = RollbackNote

@@ -1,12 +1,23 @@
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
+
+from .problems import Problem, item_error, shown
+
+
+def _invalid(name, message, expected, received):
+    return Problem(
+        400,
+        f"{name}: {message}",
+        errors=[item_error(name, message, expected=expected, received=shown(received))],
+    )
 
 
 class IdCursorPagination(CursorPagination):
     """`{"next", "previous", "results"}` by opaque cursor over the primary key.
 
     The id is unique and never changes, which cursor pagination needs; newest first.
-    A page_size outside 1..1000 is a 400, not silently the default.
+    A page_size outside 1..1000 is a 400, not silently the default; so is a cursor that
+    is not one of ours (DRF answers 404).
     """
 
     ordering = "-id"
@@ -22,10 +33,24 @@ class IdCursorPagination(CursorPagination):
         except ValueError:
             size = 0
         if not 1 <= size <= self.max_page_size:
-            raise ValidationError(
-                {self.page_size_query_param: f"expected an integer from 1 to {self.max_page_size}"}
+            raise _invalid(
+                self.page_size_query_param,
+                f"expected an integer from 1 to {self.max_page_size}",
+                f"an integer from 1 to {self.max_page_size}",
+                raw,
             )
         return size
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise _invalid(
+                self.cursor_query_param,
+                "invalid cursor",
+                "the cursor of a next or previous link of this list",
+                request.query_params.get(self.cursor_query_param),
+            ) from None
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)

@@ -7,12 +7,13 @@ from .problems import CONTENT_TYPE, body
 from .serializers import ProblemSerializer
 
 DESCRIPTIONS = {
-    400: "Invalid request (retryable: false); `errors` lists each field",
+    400: "Invalid request, parameter or cursor (retryable: false); `errors` lists each field "
+    "with what it expected and received",
     401: "Missing, unknown, expired or revoked credentials",
     403: "Authenticated, but not allowed to do this or to name that object",
-    404: "No such object, path or cursor",
+    404: "No such object or path",
     406: "The Accept header names no JSON type",
-    409: "A state conflict (e.g. Idempotency-Key still running)",
+    409: "A state conflict; an Idempotency-Key still running is retryable after Retry-After",
     413: "Body over 1 MiB or more than 1,000 readings",
     415: "The body is not JSON",
     422: "Idempotency-Key reused with another body",
@@ -48,7 +49,9 @@ def _example(status):
                 "received": "NaN",
             }
         ]
-    return body(status, EXAMPLE_DETAILS.get(status, "an unexpected error occurred"), errors=errors)
+    detail = EXAMPLE_DETAILS.get(status, "an unexpected error occurred")
+    # The 409 example is the Idempotency-Key still running, which a retry may replay.
+    return body(status, detail, errors=errors, retryable=True if status == 409 else None)
 
 
 class ProblemAutoSchema(AutoSchema):
@@ -59,7 +62,7 @@ class ProblemAutoSchema(AutoSchema):
         if self.method in ("POST", "PUT", "PATCH"):
             statuses |= {400, 409, 413, 415}
         if self.method == "GET":
-            statuses |= {400, 404}  # bad filter value; unknown object or cursor
+            statuses |= {400, 404}  # bad filter value or cursor; unknown object
         if "{" in self.path:
             statuses.add(404)
         if getattr(self.view, "throttle_classes", None):
