@@ -353,6 +353,10 @@ class ServiceKeyInline(admin.TabularInline):
     readonly_fields = ["prefix", "created_at", "last_used_at"]
     can_delete = False
 
+    def has_add_permission(self, request, obj=None):
+        # A key saved here would have no secret: issue keys with the action (shown once).
+        return False
+
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("service")  # for __str__
 
@@ -393,8 +397,14 @@ class ServiceKeyAdmin(admin.ModelAdmin):
     list_filter = ["service"]
     list_select_related = ["service"]
     search_fields = ["prefix", "name", "service__slug"]
-    readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at"]
+    # A key stays with the service it was issued for.
+    readonly_fields = ["service", "prefix", "secret_hash", "created_at", "last_used_at"]
     actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        # A key is a secret shown once: the Services action "Issue an API key (shown once)"
+        # or `create_service_key` make one; a form here would save a key without a secret.
+        return False
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):

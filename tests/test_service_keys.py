@@ -72,3 +72,34 @@ def test_the_admin_revokes_selected_keys(client, blog, django_user_model):
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert ServiceKey.authenticate(raw) == (None, "the API key was revoked")
+
+
+@pytest.mark.django_db
+def test_the_admin_has_no_add_form_for_keys_and_points_to_the_action(
+    client, blog, django_user_model
+):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin_user)
+    assert client.get("/admin/signals_app/servicekey/add/").status_code == 403
+    response = client.post("/admin/signals_app/servicekey/add/", {"service": blog.pk})
+    assert response.status_code == 403
+    assert not ServiceKey.objects.exists()
+    page = client.get("/admin/signals_app/servicekey/").content.decode()
+    assert "/admin/signals_app/servicekey/add/" not in page
+    assert "Issue an API key (shown once)" in page
+    # Nor an "add another" row on the service page: it would save a key without a secret.
+    service_page = client.get(f"/admin/signals_app/service/{blog.pk}/change/").content.decode()
+    assert 'name="keys-MAX_NUM_FORMS" value="0"' in service_page
+
+
+@pytest.mark.django_db
+def test_a_key_cannot_move_to_another_service_in_the_admin(client, blog, search, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    key, raw = ServiceKey.issue(blog, name="web-1")
+    client.force_login(admin_user)
+    url = f"/admin/signals_app/servicekey/{key.pk}/change/"
+    response = client.post(url, {"service": search.pk, "name": "web-2"})
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert (key.service, key.name) == (blog, "web-2")
+    assert ServiceKey.authenticate(raw) == (key, "")
