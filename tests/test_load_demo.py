@@ -70,3 +70,45 @@ def test_load_demo_imports_the_content_samples_for_carol_to_review():
     assert "demo content: created 1, updated 0, unchanged 0, failed 0" in output
     assert ContentItem.can_be_reviewed_by(get_user_model().objects.get(username="carol"))
     assert "demo content: created 0, updated 0, unchanged 1, failed 0" in load_demo()
+
+
+def roles_and_members():
+    from django.contrib.auth.models import Group
+
+    return {
+        group.name: (
+            set(group.permissions.values_list("codename", flat=True)),
+            set(group.user_set.values_list("username", flat=True)),
+        )
+        for group in Group.objects.all()
+    }
+
+
+@pytest.mark.django_db
+def test_load_demo_puts_the_owners_and_the_reviewer_in_their_roles():
+    from signals_app.roles import ROLES
+
+    output = load_demo()
+    assert "roles: Owners:" in output
+    groups = roles_and_members()
+    assert groups["Owners"] == (set(ROLES["Owners"]), {"alice", "bob", "dana", "erik"})
+    assert groups["Reviewers"] == (set(ROLES["Reviewers"]), {"carol"})
+    load_demo()
+    assert roles_and_members() == groups
+
+
+@pytest.mark.django_db
+def test_a_demo_owner_with_a_password_can_curate_her_thresholds_in_the_admin(client):
+    load_demo()
+    alice = get_user_model().objects.get(username="alice")
+    alice.set_password("pw-for-tests-only")
+    alice.save()
+    assert client.login(username="alice", password="pw-for-tests-only")
+    index = client.get("/admin/").content.decode()
+    assert "You don’t have permission" not in index
+    assert "/admin/signals_app/threshold/" in index
+    threshold = Threshold.objects.filter(route__service__slug="blog").first()
+    assert client.get(f"/admin/signals_app/threshold/{threshold.pk}/change/").status_code == 200
+    theirs = Threshold.objects.filter(route__service__slug="search").first()
+    # Another team's threshold "doesn't exist" for her (a redirect to the index).
+    assert client.get(f"/admin/signals_app/threshold/{theirs.pk}/change/").status_code == 302

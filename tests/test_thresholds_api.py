@@ -86,6 +86,29 @@ def test_an_owner_edits_and_deletes_their_threshold(client, bob, blog_route):
 
 
 @pytest.mark.django_db
+def test_with_a_personal_token_team_membership_decides_not_admin_permissions(
+    client, alice, mallory, blog_route
+):
+    # By design (README, Curation in the admin): the API's rule is
+    # Route.objects.owned_by, membership of the route's Owner. alice holds no model
+    # permission (no Owners group), so the admin shows her nothing, yet her token edits
+    # her team's threshold; mallory, on no team, gets 403 whatever she holds.
+    from rest_framework.authtoken.models import Token
+
+    from tests.builders import give_role
+
+    threshold = make_threshold(blog_route)
+    assert not alice.get_all_permissions()
+    alice_token = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=alice).key}"}
+    call(client, "PATCH", f"{URL}/{threshold.pk}", {"warn": 250}, **alice_token)
+    give_role(mallory)
+    mallory_token = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=mallory).key}"}
+    call(client, "PATCH", f"{URL}/{threshold.pk}", {"warn": 1}, expect_status=403, **mallory_token)
+    threshold.refresh_from_db()
+    assert threshold.warn == 250
+
+
+@pytest.mark.django_db
 def test_a_superuser_edits_any_threshold(client, blog_route, django_user_model):
     threshold = make_threshold(blog_route)
     client.force_login(django_user_model.objects.create_superuser("root", "r@example.com", "pw"))

@@ -1,4 +1,6 @@
-"""Realistic demo data: two teams, two services, six routes and two days of readings.
+"""Realistic demo data: two teams, two services, six routes and two days of readings,
+and the people who use them: alice, bob (Blog team), dana, erik (Search team) in the
+group Owners, carol in Reviewers.
 
 Idempotent: every object is looked up by its natural key and every reading carries
 an idempotency key, so a second run changes nothing.
@@ -29,6 +31,7 @@ from signals_app.models import (
     Signal,
     Threshold,
 )
+from signals_app.roles import OWNERS_GROUP, setup_roles
 
 DAYS = 2
 REQUEST_EVERY = timedelta(minutes=1)
@@ -133,6 +136,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         # To the minute, so the last hour has data and the first evaluation has statuses.
         self.now = timezone.now().replace(second=0, microsecond=0)
+        # The role groups first: the demo owners and carol go into them, so each can log
+        # in to the admin once given a password.
+        for line in setup_roles():
+            self.stdout.write(f"roles: {line}")
         with transaction.atomic():
             routes = self.load_routes()
             self.load_thresholds(routes)
@@ -173,6 +180,7 @@ class Command(BaseCommand):
 
     def load_routes(self):
         User = get_user_model()
+        owners_group = Group.objects.get(name=OWNERS_GROUP)
         services = {}
         for team_name, team in TEAMS.items():
             owner, _ = Owner.objects.get_or_create(
@@ -187,6 +195,7 @@ class Command(BaseCommand):
                     user.set_unusable_password()
                     user.save(update_fields=["password"])
                 owner.members.add(user)
+                user.groups.add(owners_group)
             for slug in team["services"]:
                 services[slug], _ = Service.objects.get_or_create(
                     slug=slug,
