@@ -168,6 +168,35 @@ def test_the_command_names_what_it_does_not_know():
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--service", "nope", "unknown service nope; known: blog, search"),
+        ("--route", "999999", "unknown route 999999; known: {route_ids}"),
+        ("--signal", "latency", "unknown signal latency; known: "),
+        ("--environment", "prod", "unknown environment prod; known: production"),
+    ],
+)
+def test_an_unknown_selector_fails_naming_it_and_the_known_ones(
+    blog, search, option, value, message
+):
+    routes = [make_route(blog), make_route(search)]
+    message = message.format(route_ids=", ".join(str(r.pk) for r in routes))
+    with pytest.raises(CommandError) as failure:
+        command(option, value)
+    assert str(failure.value).startswith(message)
+    assert not Baseline.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_route_outside_the_chosen_service_fails(blog, search):
+    make_route(blog)
+    query = make_route(search)
+    with pytest.raises(CommandError, match=f"route {query.pk} is not a route of blog"):
+        command("--service", "blog", "--route", str(query.pk))
+
+
+@pytest.mark.django_db
 def test_many_keys_leave_out_incident_periods_too(route):
     # Over 100 windows of one span take PostgreSQL's constant-span form.
     threshold = make_threshold(route)

@@ -12,7 +12,9 @@ from signals_app.evaluation import (
     capture_baselines,
     capture_window,
 )
-from signals_app.models import Environment, Route, Signal
+from signals_app.models import Environment, Route, Service, Signal
+
+KNOWN_LISTED = 20  # names listed after an unknown one
 
 
 def _when(value):
@@ -51,10 +53,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         started = time.perf_counter()
+        # Every name and id must exist: a typo captures nothing and must not look like success.
+        services = self._named(Service, "slug", options["service"])
+        chosen = self._named(Route, "pk", options["route"])
         routes = Route.objects.all()
-        if options["service"]:
-            routes = routes.filter(service__slug__in=options["service"])
-        if options["route"]:
+        if services is not None:
+            routes = routes.filter(service__in=services)
+        if chosen is not None:
+            outside = {r.pk for r in chosen} - set(routes.values_list("pk", flat=True))
+            if outside:
+                raise CommandError(
+                    f"route {', '.join(map(str, sorted(outside)))} is not a route of "
+                    f"{', '.join(options['service'])}"
+                )
             routes = routes.filter(pk__in=options["route"])
         routes = list(routes.only("pk"))
         signals = self._named(Signal, "key", options["signal"])
@@ -97,9 +108,13 @@ class Command(BaseCommand):
         found = list(model.objects.filter(**{f"{field}__in": names}))
         missing = set(names) - {getattr(obj, field) for obj in found}
         if missing:
+            known = [str(v) for v in model.objects.order_by(field).values_list(field, flat=True)]
+            listed = ", ".join(known[:KNOWN_LISTED]) or "none"
+            if len(known) > KNOWN_LISTED:
+                listed += f", … ({len(known)} in all)"
             raise CommandError(
-                f"unknown {model._meta.verbose_name} {', '.join(sorted(missing))}; "
-                f"known: {', '.join(model.objects.values_list(field, flat=True))}"
+                f"unknown {model._meta.verbose_name} {', '.join(map(str, sorted(missing)))}; "
+                f"known: {listed}"
             )
         return found
 
