@@ -33,5 +33,7 @@ def test_a_second_run_leaves_the_password_alone(monkeypatch):
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "first-password-123")
     ensure_admin()
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "second-password-456")
-    assert "unchanged" in ensure_admin()
+    output = ensure_admin()
+    assert "password unchanged" in output
+    assert "manage.py changepassword admin" in output
     assert get_user_model().objects.get(username="admin").check_password("first-password-123")

@@ -17,7 +17,10 @@ class Command(BaseCommand):
     def handle(self, *args, username, **options):
         User = get_user_model()
         if User.objects.filter(username=username).exists():
-            self.stdout.write(f"admin user {username!r} exists; password unchanged")
+            self.stdout.write(
+                f"admin user {username!r} exists; password unchanged (forgot it? "
+                f".venv/bin/python manage.py changepassword {username})"
+            )
             return
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD") or secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
