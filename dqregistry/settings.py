@@ -153,7 +153,9 @@ def _cache_url(name, default):
         from redis.connection import parse_url
 
         for location in str(config["LOCATION"]).split(","):
-            try:  # a bad host or port fails here, not on every request
+            # A malformed location (port not a number, out of range) fails here, not on every
+            # request; start-up never connects, so an unreachable host fails open per request.
+            try:
                 parse_url(location)
             except ValueError as exc:
                 raise ValueError(

@@ -77,6 +77,7 @@ def test_cache_url_defaults_to_the_per_process_memory_cache():
 
 
 def test_a_redis_cache_url_uses_djangos_own_redis_backend():
+    # cache.internal does not resolve: start-up never connects (README, CACHE_URL).
     result = manage(
         "shell",
         "-c",
@@ -88,7 +89,9 @@ def test_a_redis_cache_url_uses_djangos_own_redis_backend():
     assert "'LOCATION': 'redis://cache.internal:6379/0'" in result.stdout
 
 
-@pytest.mark.parametrize("url", ["memcached-somewhere", "redis://cache:abc/0"])
+@pytest.mark.parametrize(
+    "url", ["memcached-somewhere", "redis://cache:abc/0", "redis://cache:99999/0"]
+)
 def test_malformed_cache_url_names_itself_and_the_expected_form(url):
     stderr = refused("check", CACHE_URL=url)
     assert "CACHE_URL is malformed" in stderr
