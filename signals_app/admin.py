@@ -871,6 +871,10 @@ class BaselineAdmin(RouteOwnedAdmin, AuditedAdmin):
         super().save_model(request, obj, form, change)
 
 
+# The windows a change page offers; ?minutes= is a whole number within them (README).
+CHANGE_PAGE_MINUTES = (15, 30, 60, 120, 240)
+
+
 @admin.register(Change)
 class ChangeAdmin(RouteOwnedAdmin, AuditedAdmin):
     list_display = ["variable", "route", "environment", "applied_at", "release", "cache_cleared"]
@@ -885,16 +889,35 @@ class ChangeAdmin(RouteOwnedAdmin, AuditedAdmin):
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
 
+    def comparison_minutes(self, request):
+        """?minutes= of the change page, 60 by default; outside 15–240 or not a whole
+        number, the nearest allowed window (or 60) with a message that says so."""
+        low, high = CHANGE_PAGE_MINUTES[0], CHANGE_PAGE_MINUTES[-1]
+        raw = request.GET.get("minutes")
+        if raw is None:
+            return 60
+        try:
+            asked = int(raw)
+        except ValueError:
+            minutes = 60
+        else:
+            minutes = max(low, min(asked, high))
+            if minutes == asked:
+                return minutes
+        messages.warning(
+            request,
+            f"?minutes={raw} is not a whole number from {low} to {high}: "
+            f"showing {minutes} minutes each side.",
+        )
+        return minutes
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.pk:
             context.update(self.change_page_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def change_page_context(self, request, change):
-        try:
-            minutes = max(5, min(int(request.GET.get("minutes", 60)), 24 * 60))
-        except ValueError:
-            minutes = 60
+        minutes = self.comparison_minutes(request)
         comparison = evaluation.compare_change(change, minutes)
         thresholds = Threshold.objects.filter(route_id=change.route_id).select_related("signal")
         charts_drawn = []
@@ -907,7 +930,7 @@ class ChangeAdmin(RouteOwnedAdmin, AuditedAdmin):
             )
         return {
             "minutes": minutes,
-            "minute_choices": (15, 30, 60, 120, 240),
+            "minute_choices": CHANGE_PAGE_MINUTES,
             "comparison": comparison,
             "comparison_rows": comparison_rows(comparison),
             "charts": charts_drawn,

@@ -251,6 +251,26 @@ def test_change_page_compares_before_and_after_with_a_chart(client, page, route)
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "asked, shown, warned",
+    [("30", 30, False), ("5", 15, True), ("500", 240, True), ("abc", 60, True), ("", 60, True)],
+)
+def test_change_page_minutes_stay_within_15_to_240_and_say_so(
+    client, page, route, asked, shown, warned
+):
+    page()  # logs alice in
+    change = make_regression(route)
+    url = reverse("admin:signals_app_change_change", args=[change.pk])
+    response = client.get(url, {"minutes": asked})
+    assert response.status_code == 200
+    assert response.context["minutes"] == shown
+    html = response.content.decode()
+    assert f"Before vs after ({shown} minutes each side)" in html
+    message = f"?minutes={asked} is not a whole number from 15 to 240: showing {shown} minutes"
+    assert (message in html) is warned
+
+
+@pytest.mark.django_db
 def test_inline_selects_keep_the_saved_choice(page, route):
     threshold = make_threshold(route, statistic="p99", cache_segment="miss")
     html = page()
