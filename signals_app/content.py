@@ -500,22 +500,27 @@ def _scalar(name, raw, path, lineno):
     return text
 
 
-def _document(values, seen, path, line_of):
+def _document(values, seen, path, line_of=None):
+    """The checks of a whole document; `line_of(name)` gives a text document's line of a
+    field (the title defaults to line 1); a JSON document (no `line_of`) names the field."""
+
+    def at(name):
+        if line_of is None:
+            return f"{path} ({name})", None
+        return path, line_of(name) or (1 if name == "title" else None)
+
     reference = values["reference"]
     if not _REFERENCE.match(reference):
         raise ContentFormatError(
-            path,
-            line_of("reference"),
+            *at("reference"),
             "a reference of letters, digits, '.', '-' and '_' (it is part of the API's URLs)",
             reference,
         )
     title = values.get("title", "")
     if not title:
-        raise ContentFormatError(path, line_of("title") or 1, "a title", "")
+        raise ContentFormatError(*at("title"), "a title", "")
     if len(title) > MAX_LENGTHS["title"]:
-        raise ContentFormatError(
-            path, line_of("title") or 1, "a title of at most 500 characters", f"{len(title)}"
-        )
+        raise ContentFormatError(*at("title"), "a title of at most 500 characters", f"{len(title)}")
     document = ContentDocument(path=str(path), **values)
     document.missing_fields = [name for name in META_FIELDS if _is_missing(document, name, seen)]
     return document
@@ -623,7 +628,7 @@ def _json_document(entry, path):
         raise ContentFormatError(path, None, "a 'reference' field")
     values.setdefault("title", "")
     values.setdefault("body", "")
-    return _document(values, seen, path, lambda name: None)
+    return _document(values, seen, path)
 
 
 def _check_storable(value, where):

@@ -267,6 +267,21 @@ def test_one_bad_document_in_a_json_list_fails_alone(tmp_path):
 
 
 @pytest.mark.django_db
+def test_json_failures_name_the_document_and_the_field_never_a_line(tmp_path):
+    # The forms README documents: FILE[INDEX] (FIELD): ... and FILE[INDEX]: ...
+    path = tmp_path / "bad.json"
+    path.write_text(
+        json.dumps([{"reference": "no-title", "title": ""}, {"title": "no reference"}]),
+        encoding="utf-8",
+    )
+    stdout, stderr = run(path, expect_failed=2)
+    assert stderr.strip().splitlines() == [
+        f"failed: {path}[0] (title): expected a title, found ''",
+        f"failed: {path}[1]: expected a 'reference' field",
+    ]
+
+
+@pytest.mark.django_db
 def test_a_document_without_meta_block_fails_with_its_name(tmp_path):
     path = write_content(tmp_path, "article-only.txt", content_text().split("alphanode")[0])
     stdout, stderr = run(path, expect_failed=1)
