@@ -112,3 +112,15 @@ def test_a_demo_owner_with_a_password_can_curate_her_thresholds_in_the_admin(cli
     theirs = Threshold.objects.filter(route__service__slug="search").first()
     # Another team's threshold "doesn't exist" for her (a redirect to the index).
     assert client.get(f"/admin/signals_app/threshold/{theirs.pk}/change/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_demo_regression_shows_where_the_readme_says():
+    from signals_app.evaluation import compare_change, compare_to_baseline
+
+    load_demo()
+    regression = Change.objects.get(release="1.8.0")
+    assert compare_change(regression)["verdict"] == "regressed"
+    by_baseline = compare_to_baseline(regression.route)
+    assert (by_baseline["verdict"], by_baseline["reason"]) == ("inconclusive", "too_few_samples")
+    assert compare_to_baseline(regression.route, minutes=120)["verdict"] == "regressed"
