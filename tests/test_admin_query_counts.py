@@ -70,7 +70,7 @@ PAGES = [
     # root (no permission queries): session, user, object, then its form's choices/inlines
     ("owner change", "root", 6),  # …, members (chosen, available), content type
     ("service change", "root", 6),  # …, owners, service keys (+ service), content type
-    ("servicekey change", "root", 7),
+    ("servicekey change", "root", 6),  # …, its service (read-only), content type, created_by
     ("environment change", "root", 4),
     ("signal change", "root", 4),
     ("evaluationrun change", "root", 4),
