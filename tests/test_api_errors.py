@@ -1,5 +1,7 @@
 """Every error of the whole API is problem details with `retryable` (404, 405, 500, 503)."""
 
+import base64
+
 import pytest
 from django.db import OperationalError
 
@@ -361,3 +363,114 @@ def test_a_comparison_parameter_says_what_it_expected_and_received(
     )
     (error,) = response.json()["errors"]
     assert (error["field"], error["expected"], error["received"]) == (field, expected, received)
+
+
+# ---- what the errors may tell, and forged input that must not reach the database
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["service=search", "service=nope", "owner=Search%20team"])
+def test_a_service_key_is_told_nothing_of_other_services_or_teams(client, blog, search, query):
+    make_route(blog, "/posts/{slug}")
+    make_route(search, "/search")
+    key = make_key(blog)
+    response = call(client, "GET", f"/api/v1/routes?{query}", expect_status=400, **bearer(key))
+    (error,) = response.json()["errors"]
+    field = query.split("=")[0]
+    # Another team's name is as unknown as a misspelt one, and only its own are listed.
+    assert error["expected"] == {"service": ["blog"], "owner": ["Blog team"]}[field]
+
+
+@pytest.mark.django_db
+def test_a_service_key_filters_by_its_own_service(client, blog):
+    route = make_route(blog, "/posts/{slug}")
+    key = make_key(blog)
+    response = call(client, "GET", "/api/v1/routes?service=blog", **bearer(key))
+    assert [r["id"] for r in response.json()["results"]] == [route.pk]
+
+
+@pytest.mark.django_db
+def test_a_name_filter_ignores_surrounding_spaces_and_refuses_empty(client, mallory, blog, search):
+    ours = make_route(blog, "/posts/{slug}")
+    make_route(search, "/search")
+    client.force_login(mallory)
+    found = call(client, "GET", "/api/v1/routes?service=blog%20").json()["results"]
+    assert [r["id"] for r in found] == [ours.pk]
+    call(client, "GET", "/api/v1/routes?service=", expect_status=400, expect_field="service")
+
+
+def forged_cursor(position):
+    return base64.b64encode(f"p={position}".encode()).decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "position"),
+    [
+        ("/api/v1/routes", "abc"),
+        ("/api/v1/routes", "1.5"),
+        ("/api/v1/routes", str(2**63)),
+        ("/api/v1/content", "a\x00b"),
+    ],
+)
+def test_a_forged_cursor_is_a_400_not_a_database_error(client, mallory, blog, path, position):
+    make_route(blog, "/posts/{slug}")
+    make_content_item()
+    client.force_login(mallory)
+    cursor = forged_cursor(position)
+    response = call(client, "GET", f"{path}?cursor={cursor}", expect_status=400)
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["received"]) == ("cursor", cursor)
+
+
+@pytest.mark.django_db
+def test_a_cursor_of_a_next_link_still_pages(client, mallory, blog):
+    routes = [make_route(blog, f"/r/{i}") for i in range(3)]
+    client.force_login(mallory)
+    first = call(client, "GET", "/api/v1/routes?page_size=2").json()
+    second = call(client, "GET", first["next"]).json()
+    seen = [r["id"] for r in first["results"] + second["results"]]
+    assert sorted(seen) == sorted(route.pk for route in routes)
+
+
+@pytest.mark.django_db
+def test_a_nul_in_a_slug_field_is_a_400_naming_the_field(client, alice, blog):
+    route = make_route(blog, "/posts/{slug}")
+    client.force_login(alice)
+    payload = {
+        "route": route.pk,
+        "signal": "response_time_ms\x00",
+        "environment": "production",
+        "statistic": "p95",
+        "warn": 300,
+        "critical": 800,
+    }
+    response = call(client, "POST", "/api/v1/thresholds", payload, expect_status=400)
+    (error,) = response.json()["errors"]
+    assert error["field"] == "signal"
+    assert "does not exist" in error["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route_id", [" {} ", "+{}", "{}_0", "0x{}"])
+def test_a_route_id_string_is_only_digits(client, alice, blog, route_id):
+    route = make_route(blog, "/posts/{slug}")
+    client.force_login(alice)
+    payload = {"route": route_id.format(route.pk), "variable": "cdn ttl"}
+    response = call(client, "POST", "/api/v1/changes", payload, expect_status=400)
+    assert "route" in {error["field"] for error in response.json()["errors"]}
+
+
+@pytest.mark.django_db
+def test_a_route_id_of_digits_in_a_string_is_the_route(client, alice, blog):
+    route = make_route(blog, "/posts/{slug}")
+    client.force_login(alice)
+    payload = {
+        "route": str(route.pk),
+        "signal": "response_time_ms",
+        "environment": "production",
+        "statistic": "p95",
+        "warn": 300,
+        "critical": 800,
+    }
+    call(client, "POST", "/api/v1/thresholds", payload, expect_status=201)

@@ -24,6 +24,7 @@ from signals_app.models import (
     Threshold,
 )
 
+from .authentication import is_service
 from .problems import Problem, expected, item_error, shown, summary
 
 MAX_ID = 2**63 - 1
@@ -95,8 +96,10 @@ class TextFilter(filters.CharFilter):
     pass
 
 
-class NameField(_NotBlank, fields.ModelChoiceField):
+class NameField(fields.ModelChoiceField):
     def to_python(self, value):
+        if isinstance(value, str):
+            value = value.strip()  # as the text filters these replaced did
         if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold NUL
             raise forms.ValidationError(
                 self.error_messages["invalid_choice"],
@@ -106,19 +109,42 @@ class NameField(_NotBlank, fields.ModelChoiceField):
         return super().to_python(value)
 
 
-@extend_schema_field({"type": "string", "pattern": "^[^\\x00]*$"})
+def _all(model):
+    return lambda request: model.objects.all()
+
+
+def _services_visible(request):
+    """A service key names only its own service; people any."""
+    user = getattr(request, "user", None)
+    if is_service(user):
+        return Service.objects.filter(pk=user.key.service_id)
+    return Service.objects.all()
+
+
+def _owners_visible(request):
+    """A service key names only the owners of its own routes; people any."""
+    user = getattr(request, "user", None)
+    if is_service(user):
+        return Owner.objects.filter(routes__service_id=user.key.service_id).distinct()
+    return Owner.objects.all()
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "pattern": "^[^\\x00]*$"})
 class NameFilter(filters.ModelChoiceFilter):
-    """A slug, key or name that must exist: an unknown one is a 400, not an empty list.
+    """A slug, key or name that must exist: an unknown one is a 400, not an empty list;
+    so is an empty one (StrictFilterSet). `visible(request)` is what the caller may name: a
+    service key is told nothing of other services or teams (another team's name is as
+    unknown to it as a misspelt one, and the 400 lists only its own).
 
     One query looks it up (only when the parameter is given)."""
 
     field_class = NameField
 
-    def __init__(self, field_name, model, to_field_name, **kwargs):
+    def __init__(self, field_name, model, to_field_name, visible=None, **kwargs):
         noun = model._meta.verbose_name
         super().__init__(
             field_name=field_name,
-            queryset=model.objects.all(),
+            queryset=visible or _all(model),
             to_field_name=to_field_name,
             error_messages={"invalid_choice": f"no {noun} with {to_field_name} %(value)r"},
             **kwargs,
@@ -172,8 +198,10 @@ class StrictFilterSet(filters.FilterSet):
 
 
 class RouteFilter(StrictFilterSet):
-    service = NameFilter("service", Service, "slug", help_text="service slug")
-    owner = NameFilter("owner", Owner, "name", help_text="owner name")
+    service = NameFilter(
+        "service", Service, "slug", visible=_services_visible, help_text="service slug"
+    )
+    owner = NameFilter("owner", Owner, "name", visible=_owners_visible, help_text="owner name")
     path = TextFilter(help_text="exact path template")
     path_contains = TextFilter(field_name="path", lookup_expr="icontains")
 
@@ -198,7 +226,9 @@ class EnvironmentFilter(StrictFilterSet):
 
 class _RouteScopedFilter(StrictFilterSet):
     route = IdFilter(field_name="route_id", help_text="route id")
-    service = NameFilter("route__service", Service, "slug", help_text="service slug")
+    service = NameFilter(
+        "route__service", Service, "slug", visible=_services_visible, help_text="service slug"
+    )
     environment = NameFilter("environment", Environment, "slug", help_text="environment slug")
 
 
@@ -232,7 +262,9 @@ class ChangeFilter(_RouteScopedFilter):
 class RollbackNoteFilter(StrictFilterSet):
     route = IdFilter(field_name="route_id", help_text="route id")
     change = IdFilter(field_name="change_id", help_text="change id")
-    service = NameFilter("route__service", Service, "slug", help_text="service slug")
+    service = NameFilter(
+        "route__service", Service, "slug", visible=_services_visible, help_text="service slug"
+    )
 
     class Meta:
         model = RollbackNote

@@ -1,6 +1,7 @@
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 
+from .filters import MAX_ID
 from .problems import Problem, item_error, shown
 
 
@@ -43,14 +44,30 @@ class IdCursorPagination(CursorPagination):
 
     def decode_cursor(self, request):
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except NotFound:
+            cursor = None
+            valid = False
+        else:
+            valid = cursor is None or self._valid_position(cursor.position)
+        if not valid:
             raise _invalid(
                 self.cursor_query_param,
                 "invalid cursor",
                 "the cursor of a next or previous link of this list",
                 request.query_params.get(self.cursor_query_param),
-            ) from None
+            )
+        return cursor
+
+    def _valid_position(self, position):
+        """A decoded cursor's position is compared with the ordering field in SQL: a forged
+        one must not reach the database (`p=abc` on an id was a 500)."""
+        if position is None:
+            return True
+        ordering = (self.ordering,) if isinstance(self.ordering, str) else self.ordering
+        if ordering[0].lstrip("-") == "id":
+            return position.isascii() and position.isdigit() and int(position) <= MAX_ID
+        return "\x00" not in position  # PostgreSQL text cannot hold NUL
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)

@@ -80,9 +80,11 @@ class IdRelatedField(serializers.PrimaryKeyRelatedField):
     }
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, (int, str)):
+        if isinstance(data, str) and data.isascii() and data.isdigit():
+            data = int(data)  # "12", as a form sends it; int() would also read " 1 ", "1_0"
+        if isinstance(data, bool) or not isinstance(data, int):
             self.fail("incorrect_type", data_type=type(data).__name__)
-        if isinstance(data, int) and not 1 <= data <= MAX_ID:
+        if not 1 <= data <= MAX_ID:
             self.fail("does_not_exist", pk_value=data)
         return super().to_internal_value(data)
 
@@ -96,6 +98,8 @@ class NameRelatedField(serializers.SlugRelatedField):
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("incorrect_type", slug_name=self.slug_field, data_type=type(data).__name__)
+        if "\x00" in data:  # PostgreSQL text cannot hold NUL: no row has it
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data)
         return super().to_internal_value(data)
 
 
