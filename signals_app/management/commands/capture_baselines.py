@@ -59,13 +59,14 @@ class Command(BaseCommand):
         routes = Route.objects.all()
         if services is not None:
             routes = routes.filter(service__in=services)
-        if chosen is not None:
-            outside = {r.pk for r in chosen} - set(routes.values_list("pk", flat=True))
+        if chosen is not None and services is not None:
+            outside = {r.pk for r in chosen if r.service_id not in {s.pk for s in services}}
             if outside:
                 raise CommandError(
                     f"route {', '.join(map(str, sorted(outside)))} is not a route of "
                     f"{', '.join(options['service'])}"
                 )
+        if chosen is not None:
             routes = routes.filter(pk__in=options["route"])
         routes = list(routes.only("pk"))
         signals = self._named(Signal, "key", options["signal"])
@@ -108,10 +109,11 @@ class Command(BaseCommand):
         found = list(model.objects.filter(**{f"{field}__in": names}))
         missing = set(names) - {getattr(obj, field) for obj in found}
         if missing:
-            known = [str(v) for v in model.objects.order_by(field).values_list(field, flat=True)]
+            values = model.objects.order_by(field).values_list(field, flat=True)
+            known = [str(v) for v in values[: KNOWN_LISTED + 1]]
             listed = ", ".join(known[:KNOWN_LISTED]) or "none"
             if len(known) > KNOWN_LISTED:
-                listed += f", … ({len(known)} in all)"
+                listed += f", … ({values.count()} in all)"
             raise CommandError(
                 f"unknown {model._meta.verbose_name} {', '.join(map(str, sorted(missing)))}; "
                 f"known: {listed}"
