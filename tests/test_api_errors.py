@@ -202,6 +202,19 @@ def test_a_body_nested_32_levels_is_parsed(client, root, writes):
 # ---- related fields take only their own type
 
 
+def threshold_body(route, /, **changes):
+    """A valid POST /api/v1/thresholds body for `route`, with `changes`."""
+    return {
+        "route": route.pk,
+        "signal": "response_time_ms",
+        "environment": "production",
+        "statistic": "p95",
+        "warn": 300,
+        "critical": 800,
+        **changes,
+    }
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("field", "value", "message", "received"),
@@ -220,15 +233,7 @@ def test_a_related_field_of_the_wrong_type_is_a_400_saying_what_was_expected(
 ):
     route = make_route(blog, "/posts/{slug}")
     client.force_login(alice)
-    payload = {
-        "route": route.pk,
-        "signal": "response_time_ms",
-        "environment": "production",
-        "statistic": "p95",
-        "warn": 300,
-        "critical": 800,
-        field: value,
-    }
+    payload = threshold_body(route, **{field: value})
     response = call(client, "POST", "/api/v1/thresholds", payload, expect_status=400)
     (error,) = response.json()["errors"]
     assert error["field"] == field
@@ -437,14 +442,7 @@ def test_a_cursor_of_a_next_link_still_pages(client, mallory, blog):
 def test_a_nul_in_a_slug_field_is_a_400_naming_the_field(client, alice, blog):
     route = make_route(blog, "/posts/{slug}")
     client.force_login(alice)
-    payload = {
-        "route": route.pk,
-        "signal": "response_time_ms\x00",
-        "environment": "production",
-        "statistic": "p95",
-        "warn": 300,
-        "critical": 800,
-    }
+    payload = threshold_body(route, signal="response_time_ms\x00")
     response = call(client, "POST", "/api/v1/thresholds", payload, expect_status=400)
     (error,) = response.json()["errors"]
     assert error["field"] == "signal"
@@ -465,12 +463,5 @@ def test_a_route_id_string_is_only_digits(client, alice, blog, route_id):
 def test_a_route_id_of_digits_in_a_string_is_the_route(client, alice, blog):
     route = make_route(blog, "/posts/{slug}")
     client.force_login(alice)
-    payload = {
-        "route": str(route.pk),
-        "signal": "response_time_ms",
-        "environment": "production",
-        "statistic": "p95",
-        "warn": 300,
-        "critical": 800,
-    }
+    payload = threshold_body(route, route=str(route.pk))
     call(client, "POST", "/api/v1/thresholds", payload, expect_status=201)
