@@ -578,11 +578,7 @@ class PriorState(NamedTuple):
 
 def last_pass():
     """The latest finished evaluation pass's `started_at`, as a subquery."""
-    return (
-        EvaluationRun.objects.filter(finished_at__isnull=False)
-        .order_by("-started_at")
-        .values("started_at")[:1]
-    )
+    return EvaluationRun.objects.finished().values("started_at")[:1]
 
 
 # Above this many thresholds, reading every state is cheaper than an IN list of their ids.
@@ -774,10 +770,11 @@ def run_evaluation(now=None):
     run = EvaluationRun.objects.create(started_at=now)
     thresholds = ThresholdSpec.all()
     stats = threshold_stats(thresholds, now, every_threshold=True)
+    pairs = list(zip(thresholds, stats, strict=True))
 
     with transaction.atomic():
         take_evaluation_lock()
-        previous = last_pass().values_list("started_at", flat=True).first()
+        previous = EvaluationRun.objects.finished().values_list("started_at", flat=True).first()
         if previous is not None and previous > now:
             # A pass that started later has stored newer states. Every pass stores nothing
             # until `now` passes it: say so (a host clock that stepped back, a pass run by
@@ -787,12 +784,11 @@ def run_evaluation(now=None):
                 now.isoformat(),
                 previous.isoformat(),
             )
-            thresholds = stats = []
-        stored = _stored_states() if thresholds else {}
-        thresholds, stats = _not_deleted(thresholds, stats, stored)
+            pairs = []
+        stored = _stored_states() if pairs else {}
         results = [
             decide(threshold, threshold_stats_, _prior(stored.get(threshold.pk), previous), now)
-            for threshold, threshold_stats_ in zip(thresholds, stats, strict=True)
+            for threshold, threshold_stats_ in _not_deleted(pairs, stored)
         ]
         opened, escalated, resolved = _apply_incidents(results, now)
         changed = [
@@ -829,21 +825,16 @@ def _stored_states():
     return {threshold_id: StoredState(*fields) for threshold_id, *fields in rows}
 
 
-def _not_deleted(thresholds, stats, stored):
-    """The thresholds and their statistics without those deleted since the pass read them
-    (a state or incident pointing at nothing would fail the commit). Read under the lock:
-    a threshold with a stored state still exists, since a delete waits for the lock
+def _not_deleted(pairs, stored):
+    """The (threshold, statistics) pairs without the thresholds deleted since the pass read
+    them (a state or incident pointing at nothing would fail the commit). Read under the
+    lock: a threshold with a stored state still exists, since a delete waits for the lock
     (`wait_for_evaluation`); only new thresholds are looked up."""
-    new = [threshold.pk for threshold in thresholds if threshold.pk not in stored]
+    new = [threshold.pk for threshold, _ in pairs if threshold.pk not in stored]
     if not new:
-        return thresholds, stats
+        return pairs
     present = set(Threshold.objects.filter(pk__in=new).values_list("pk", flat=True))
-    kept = [
-        (threshold, threshold_stats_)
-        for threshold, threshold_stats_ in zip(thresholds, stats, strict=True)
-        if threshold.pk in stored or threshold.pk in present
-    ]
-    return [threshold for threshold, _ in kept], [threshold_stats_ for _, threshold_stats_ in kept]
+    return [pair for pair in pairs if pair[0].pk in stored or pair[0].pk in present]
 
 
 def _prior(stored, previous):

@@ -115,8 +115,7 @@ class RegistryCollector:
         # The latest finished pass by start, as evaluation continuity reads it: an older pass
         # that finishes after a newer one stores nothing and does not count.
         run = (
-            EvaluationRun.objects.filter(finished_at__isnull=False)
-            .order_by("-started_at")
+            EvaluationRun.objects.finished()
             .only("finished_at", "duration_ms", "thresholds")
             .first()
         )

@@ -495,6 +495,13 @@ class Incident(models.Model):
         self.save(update_fields=["silenced_until"])
 
 
+class EvaluationRunQuerySet(models.QuerySet):
+    def finished(self):
+        """Finished passes, latest start first: the first is "the last pass" wherever one is
+        read (breach continuity, /metrics, and the run `prune` always keeps)."""
+        return self.filter(finished_at__isnull=False).order_by("-started_at", "-pk")
+
+
 class EvaluationRun(models.Model):
     """One pass of `evaluate`: what it saw and how long it took."""
 
@@ -507,6 +514,8 @@ class EvaluationRun(models.Model):
     incidents_opened = models.PositiveIntegerField(default=0)
     incidents_escalated = models.PositiveIntegerField(default=0)
     incidents_resolved = models.PositiveIntegerField(default=0)
+
+    objects = EvaluationRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]

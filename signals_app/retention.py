@@ -58,11 +58,7 @@ def expired_evaluation_runs(cut):
     latest finished run is a subquery of each DELETE, not read once beforehand, so every
     statement keeps whichever run is the latest finished one when it runs.
     """
-    latest_finished = (
-        EvaluationRun.objects.filter(finished_at__isnull=False)
-        .order_by("-started_at", "-pk")
-        .values("pk")[:1]
-    )
+    latest_finished = EvaluationRun.objects.finished().values("pk")[:1]
     return EvaluationRun.objects.filter(started_at__lt=cut.evaluation_runs).exclude(
         pk__in=latest_finished
     )
