@@ -6,11 +6,12 @@ DESIGN.md §Evaluation. The public API, for views, admin pages and commands:
   many (route, signal, environment, cache segment, time window) in ONE grouped query.
   Charts can ask for many time buckets at once the same way.
 - `evaluate_thresholds(thresholds, now=None)` -> list of `ThresholdResult`: statuses on demand,
-  read-only (sustain is judged from the stored `ThresholdState`; nothing is written).
+  read-only (sustain is judged from the stored `ThresholdState` and the last finished pass's
+  `started_at`; nothing is written).
 - `route_status(route, now=None, ...)` -> dict with the fields of `GET /api/v1/routes/{id}/status`.
-- `run_evaluation(now=None)` -> `EvaluationRun`: one pass over every threshold that stores
-  `ThresholdState`, opens/escalates/resolves incidents and records the run. Idempotent and
-  safe to run concurrently.
+- `run_evaluation(now=None)` -> `EvaluationRun`: one pass that evaluates every threshold,
+  writes the `ThresholdState`s that changed, opens/escalates/resolves incidents and records
+  the run. Idempotent and safe to run concurrently.
 
 Definitions used everywhere:
 
@@ -190,8 +191,8 @@ SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
 """
 # Many windows: bounds on observed_at over all of them let the planner range-scan the
 # observed_at index and hash-join instead of probing the composite index once per window.
-# Few windows: without them it probes (route, signal, environment, observed_at) per window,
-# which is right when the span is long and the keys are few (a comparison over 24 hours).
+# On PostgreSQL this form only serves more than _MANY_WINDOWS spans (fewer take
+# _POSTGRES_SPANS below), so it always has the bounds; SQLite leaves them out for few.
 _MANY_WINDOWS = 100
 
 # PostgreSQL, up to _MANY_WINDOWS spans (a route page's change verdicts, a comparison with a
@@ -762,8 +763,8 @@ def run_evaluation(now=None):
     the status, value and breach, not the time of the pass, which is the run's `started_at`
     (breach continuity reads the last finished run). The run row is finished in the same
     transaction, so the next pass sees states and run together. A pass that finds a later
-    pass already finished stores nothing (its results are older). Re-running without new
-    readings writes no state at all (idempotent).
+    pass already finished stores nothing (its results are older). Re-running at the same
+    `now` without new readings writes no state at all (idempotent).
     """
     started = time.perf_counter()
     now = now or timezone.now()

@@ -101,7 +101,7 @@ def test_a_breach_is_pending_until_it_lasts_sustain_minutes(route):
 
 @pytest.mark.django_db
 def test_a_steady_breach_counts_though_its_state_is_not_rewritten(route):
-    # A reading a minute in a 3-minute window: from minute 2 on the state (max 500 over 3
+    # A reading a minute in a 3-minute window: after minute 2 the state (max 500 over 3
     # readings, pending since NOW) stays the same and is not written, for longer than the
     # window. The breach stays continuous because a pass ran every minute (the runs count,
     # not when the state last changed), and counts after sustain_minutes.
@@ -178,7 +178,7 @@ def test_recovery_ends_the_breach(route):
 
 
 @pytest.mark.django_db
-def test_a_breach_restarts_after_a_gap_longer_than_the_window(route):
+def test_a_breach_restarts_after_a_gap_longer_than_the_window_plus_a_minute(route):
     threshold = make_threshold(
         route, statistic="max", window_minutes=5, sustain_minutes=10, min_samples=1
     )

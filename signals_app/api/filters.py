@@ -132,9 +132,10 @@ def _owners_visible(request):
 @extend_schema_field({"type": "string", "minLength": 1, "pattern": "^[^\\x00]*$"})
 class NameFilter(filters.ModelChoiceFilter):
     """A slug, key or name that must exist: an unknown one is a 400, not an empty list;
-    so is an empty one (StrictFilterSet). `visible(request)` is what the caller may name: a
-    service key is told nothing of other services or teams (another team's name is as
-    unknown to it as a misspelt one, and the 400 lists only its own).
+    so is an empty one (StrictFilterSet), while surrounding spaces are stripped (only
+    spaces: no filter, as the text filters these replaced). `visible(request)` is what the
+    caller may name: a service key is told nothing of other services or teams (another
+    team's name is as unknown to it as a misspelt one, and the 400 lists only its own).
 
     One query looks it up (only when the parameter is given)."""
 
