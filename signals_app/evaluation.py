@@ -48,6 +48,7 @@ from .models import (
     Environment,
     EvaluationRun,
     Incident,
+    Notification,
     Reading,
     Signal,
     Statistic,
@@ -55,6 +56,7 @@ from .models import (
     Threshold,
     ThresholdState,
 )
+from .notifications import IncidentEvent, record_incident_events
 from .sql import float_array, int_array, text_array, timestamp_array
 
 logger = logging.getLogger(__name__)
@@ -859,21 +861,28 @@ class OpenIncident(NamedTuple):
     pk: int
     level: str
     peak_value: float | None
+    opened_at: datetime
+    escalated_at: datetime | None
+    silenced_until: datetime | None
 
 
 def _apply_incidents(results, now):
     """Open, escalate and resolve incidents from the results; (opened, escalated, resolved).
 
     A bounded number of queries however many incidents change: one read, one UPDATE each
-    for escalations, resolutions and new peaks, and the inserts (`_open_incidents`).
+    for escalations, resolutions and new peaks, the inserts (`_open_incidents`), and, when
+    something changed, the notifications of the changes (`record_incident_events`: one
+    read of the owners' webhook URLs, one insert), in this same transaction (an outbox).
+    An escalation of an incident silenced at `now` is not notified; openings and
+    resolutions always are.
     """
     open_incidents = {
-        threshold_id: OpenIncident(pk, level, peak_value)
-        for pk, threshold_id, level, peak_value in Incident.objects.open().values_list(
-            "pk", "threshold_id", "level", "peak_value"
+        threshold_id: OpenIncident(*fields)
+        for threshold_id, *fields in Incident.objects.open().values_list(
+            "threshold_id", *OpenIncident._fields
         )
     }
-    new, escalate, resolve, peaks = [], [], [], []
+    new, escalate, resolve, peaks, events = [], [], [], [], []
     for result in results:
         incident = open_incidents.get(result.threshold.pk)
         if result.status in (Status.WARN, Status.CRITICAL):
@@ -888,20 +897,58 @@ def _apply_incidents(results, now):
                     )
                 )
                 continue
+            peak = incident.peak_value
+            if result.value is not None and is_worse(result.threshold, result.value, peak):
+                peak = result.value
+                peaks.append(Incident(pk=incident.pk, peak_value=result.value))
             if result.status == Status.CRITICAL and incident.level == Status.WARN:
                 escalate.append(incident.pk)  # in place: the same incident, now critical
-            if result.value is not None and is_worse(
-                result.threshold, result.value, incident.peak_value
-            ):
-                peaks.append(Incident(pk=incident.pk, peak_value=result.value))
+                if not (incident.silenced_until and incident.silenced_until > now):
+                    events.append(
+                        _event(Notification.Event.ESCALATED, incident, result, now, peak=peak)
+                    )
         elif result.level == Status.OK and incident is not None:
             resolve.append(incident.pk)
+            events.append(_event(Notification.Event.RESOLVED, incident, result, now))
     if escalate:
         Incident.objects.filter(pk__in=escalate).update(level=Status.CRITICAL, escalated_at=now)
     if resolve:
         Incident.objects.filter(pk__in=resolve).update(resolved_at=now)
     Incident.objects.bulk_update(peaks, ["peak_value"], batch_size=1000)
-    return _open_incidents(new), len(escalate), len(resolve)
+    results_by_threshold = {result.threshold.pk: result for result in results}
+    opened = _open_incidents(new)
+    events += [
+        IncidentEvent(
+            Notification.Event.OPENED,
+            incident.pk,
+            incident.level,
+            incident.peak_value,
+            incident.opened_at,
+            None,
+            None,
+            results_by_threshold[incident.threshold_id].threshold,
+            incident.peak_value,
+        )
+        for incident in opened
+    ]
+    record_incident_events(events, now)
+    return len(opened), len(escalate), len(resolve)
+
+
+def _event(event, incident, result, now, *, peak=None):
+    """An escalation or resolution of an open incident, as it is after this pass."""
+    escalated = event == Notification.Event.ESCALATED
+    return IncidentEvent(
+        event,
+        incident.pk,
+        Status.CRITICAL if escalated else incident.level,
+        incident.peak_value if peak is None else peak,
+        incident.opened_at,
+        now if escalated else incident.escalated_at,
+        None if escalated else now,
+        result.threshold,
+        result.value,
+    )
 
 
 # Any constant both runs agree on: "dqeval" in ASCII.
@@ -991,21 +1038,23 @@ def _breach_level(result):
 
 
 def _open_incidents(incidents):
-    """Insert new incidents; if one already exists (a concurrent run won), keep that one."""
+    """Insert new incidents; if one already exists (a concurrent run won), keep that one.
+    Returns the incidents this pass opened, with their ids (bulk_create returns them on
+    PostgreSQL and on SQLite >= 3.35; Django 6 needs 3.37)."""
     if not incidents:
-        return 0
+        return []
     try:
         with transaction.atomic():
             Incident.objects.bulk_create(incidents)
-        return len(incidents)
+        return incidents
     except IntegrityError:
         pass
-    opened = 0
+    opened = []
     for incident in incidents:
         try:
             with transaction.atomic():
                 incident.save(force_insert=True)
-            opened += 1
+            opened.append(incident)
         except IntegrityError:
             logger.info("incident for threshold %s already open", incident.threshold_id)
     return opened

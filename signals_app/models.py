@@ -495,6 +495,75 @@ class Incident(models.Model):
         self.save(update_fields=["silenced_until"])
 
 
+class NotificationQuerySet(models.QuerySet):
+    def due(self, now):
+        """Pending notifications whose next attempt is due (the delivery query)."""
+        return self.filter(status=Notification.Status.PENDING, next_attempt_at__lte=now)
+
+    def deliver_again(self, now=None):
+        """Put failed and skipped notifications back in the queue, as if new; returns how many.
+        Pending and delivered ones are left alone."""
+        return self.filter(
+            status__in=[Notification.Status.FAILED, Notification.Status.SKIPPED]
+        ).update(
+            status=Notification.Status.PENDING,
+            attempts=0,
+            next_attempt_at=now or timezone.now(),
+            delivered_at=None,
+        )
+
+
+class Notification(models.Model):
+    """An incident event for the webhook of its route's owner: an outbox row, written in the
+    transaction that opens, escalates or resolves the incident, and sent (at least once) by
+    `deliver_notifications` (signals_app.notifications)."""
+
+    class Event(models.TextChoices):
+        OPENED = "opened"
+        ESCALATED = "escalated"
+        RESOLVED = "resolved"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed", "failed (gave up)"
+        SKIPPED = "skipped", "skipped (no webhook URL)"
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="notifications")
+    owner = models.ForeignKey(Owner, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=9, choices=Event.choices)
+    # The event's facts as they were when it happened (incident, route, threshold, owner,
+    # value); delivery adds "event" and "delivery" around them.
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # While a delivery process holds it (claimed), the end of its lease.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # A pass run again never notifies the same event twice.
+            models.UniqueConstraint(
+                fields=["incident", "event"], name="notification_once_per_event"
+            ),
+        ]
+        indexes = [
+            # delivery: pending notifications due, oldest due first
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due_idx"),
+            # prune by age, and the admin's newest-first list
+            models.Index(fields=["created_at"], name="notification_created_idx"),
+        ]
+
+    def __str__(self):
+        return f"incident.{self.event} #{self.pk} to {self.owner_id}"
+
+
 class EvaluationRunQuerySet(models.QuerySet):
     def finished(self):
         """Finished passes, latest start first: the first is "the last pass" wherever one is

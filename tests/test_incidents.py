@@ -9,11 +9,19 @@ from django.db import OperationalError, connection, transaction
 
 from signals_app import evaluation
 from signals_app.evaluation import run_evaluation
-from signals_app.models import EvaluationRun, Incident, Threshold, ThresholdState
+from signals_app.models import (
+    EvaluationRun,
+    Incident,
+    Notification,
+    Owner,
+    Threshold,
+    ThresholdState,
+)
 from tests.builders import make_readings, make_route, make_threshold
 from tests.threads import evaluate_in_thread, evaluation_lock_held_elsewhere
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+WEBHOOK = "http://127.0.0.1:9/hooks/dq"  # never called here: evaluation only records
 
 
 def minutes(n):
@@ -168,6 +176,7 @@ def test_each_run_is_recorded(threshold):
 
 @pytest.mark.django_db
 def test_evaluating_many_thresholds_costs_the_same_queries(blog, django_assert_num_queries):
+    Owner.objects.filter(pk=blog.owner_id).update(webhook_url=WEBHOOK)  # notified too
     routes = [make_route(blog) for _ in range(10)]
     for route in routes:
         make_threshold(route, statistic="max", min_samples=1)
@@ -175,11 +184,12 @@ def test_evaluating_many_thresholds_costs_the_same_queries(blog, django_assert_n
     for route in routes:
         make_readings(route, [500.0], start=NOW)
     # run row, thresholds, statistics, savepoint, (the evaluation lock on PostgreSQL,) last
-    # pass, states, open incidents, savepoint + incidents insert + release, states write, run
-    # update, release
-    with django_assert_num_queries(13 + (connection.vendor == "postgresql")):
+    # pass, states, open incidents, savepoint + incidents insert + release, webhook URLs +
+    # notifications insert, states write, run update, release
+    with django_assert_num_queries(15 + (connection.vendor == "postgresql")):
         run = run_evaluation(now=NOW)
     assert run.incidents_opened == 10
+    assert Notification.objects.filter(event="opened").count() == 10
 
 
 @pytest.mark.django_db
@@ -187,6 +197,7 @@ def test_evaluating_many_thresholds_costs_the_same_queries(blog, django_assert_n
 def test_escalations_resolutions_and_peaks_cost_the_same_queries(
     blog, routes, django_assert_num_queries
 ):
+    Owner.objects.filter(pk=blog.owner_id).update(webhook_url=WEBHOOK)  # notified too
     thresholds = [
         make_threshold(
             make_route(blog),
@@ -203,9 +214,9 @@ def test_escalations_resolutions_and_peaks_cost_the_same_queries(
     for index, threshold in enumerate(thresholds):
         make_readings(threshold.route, [(100.0, 900.0, 600.0)[index % 3]], start=minutes(1))
     # run row, thresholds, statistics, savepoint, (the evaluation lock on PostgreSQL,) last
-    # pass, states, open incidents, escalations, resolutions, peaks, states write, run
-    # update, release
-    with django_assert_num_queries(13 + (connection.vendor == "postgresql")):
+    # pass, states, open incidents, escalations, resolutions, peaks, webhook URLs +
+    # notifications insert, states write, run update, release
+    with django_assert_num_queries(15 + (connection.vendor == "postgresql")):
         run = run_evaluation(now=minutes(1))
     third = routes // 3
     assert (run.incidents_escalated, run.incidents_resolved) == (third, third)
@@ -215,6 +226,7 @@ def test_escalations_resolutions_and_peaks_cost_the_same_queries(
         for index in range(routes)
     ]
     assert all(i.escalated_at == minutes(1) for i in incidents if i.level == "critical")
+    assert Notification.objects.exclude(event="opened").count() == 2 * third
 
 
 @pytest.mark.postgres

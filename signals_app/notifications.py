@@ -1,0 +1,381 @@
+"""Notifications: incident events sent to the webhook of the route's owner (README,
+"Notifications").
+
+Two halves, joined by the `Notification` table (an outbox):
+
+- `record_incident_events(events, now)` runs inside the evaluation pass's transaction
+  (`evaluation._apply_incidents`), so an incident change and its notification commit
+  together or not at all. One query for the routes and owners of the events, one insert.
+- `deliver_batch(limit)` (`manage.py deliver_notifications`) claims due notifications in a
+  short transaction, commits, POSTs each one with no transaction open, and records the
+  outcome on its row. Delivery is at least once: receivers de-duplicate on `X-DQ-Delivery`.
+
+Claims: on PostgreSQL the claim is SELECT ... FOR UPDATE SKIP LOCKED, and the claimed rows'
+`next_attempt_at` moves to the end of a lease (LEASE) with `attempts` + 1, so another delivery
+process neither waits for them nor takes them. A batch sends its notifications one after
+the other, so the lease must cover the batch, not one request: a batch stops sending when
+less than SEND_BUDGET of its lease is left and gives the rest back. An outcome is written
+only while the row is still the claim it took (same `attempts`, still pending): a
+delivery whose lease ran out (a receiver that trickles its answer for minutes) cannot
+overwrite what a later claim recorded. On SQLite writers are serialised (BEGIN IMMEDIATE).
+"""
+
+import json
+import logging
+import time
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Notification, Threshold
+
+logger = logging.getLogger(__name__)
+
+VERSION = tomllib.loads((settings.BASE_DIR / "pyproject.toml").read_text())["project"]["version"]
+USER_AGENT = f"dq-registry/{VERSION}"
+
+TIMEOUT = 5.0  # seconds, for each of connect, write and read
+MAX_ATTEMPTS = 8
+BACKOFF_CAP = timedelta(minutes=60)
+# A Retry-After (seconds) on 429/503 is honoured when it asks for longer than the backoff,
+# up to this.
+RETRY_AFTER_CAP = timedelta(hours=24)
+BATCH_SIZE = 100
+LEASE = timedelta(minutes=5)
+# The longest one request is allowed to take before the lease must still hold: connect,
+# write and read timeouts of TIMEOUT each, with room to spare.
+SEND_BUDGET = timedelta(seconds=30)
+BODY_CHARS = 200  # of a receiver's error body kept in last_error
+
+RETRY_STATUSES = {408, 429}  # and every 5xx
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording events (inside the evaluation pass)
+# ---------------------------------------------------------------------------------------------
+
+
+class IncidentEvent(NamedTuple):
+    """An incident opened, escalated or resolved by a pass, as it is after the pass."""
+
+    event: str  # Notification.Event
+    incident_id: int
+    level: str
+    peak_value: float
+    opened_at: datetime
+    escalated_at: datetime | None
+    resolved_at: datetime | None
+    threshold: object  # evaluation.ThresholdSpec: the levels the pass judged with
+    value: float | None  # the statistic at the event
+
+
+def _iso(moment):
+    return moment.isoformat() if moment is not None else None
+
+
+def event_payload(event, route, owner_name):
+    """The facts of one event (stored on the row; delivery wraps them with "event" and
+    "delivery"). `route` is (route_id, service, method, path, signal, environment)."""
+    route_id, service, method, path, signal_key, environment = route
+    threshold = event.threshold
+    return {
+        "incident": {
+            "id": event.incident_id,
+            "level": event.level,
+            "peak_value": event.peak_value,
+            "opened_at": _iso(event.opened_at),
+            "escalated_at": _iso(event.escalated_at),
+            "resolved_at": _iso(event.resolved_at),
+        },
+        "route": {"id": route_id, "service": service, "method": method, "path": path},
+        "threshold": {
+            "id": threshold.pk,
+            "signal": signal_key,
+            "environment": environment,
+            "statistic": threshold.statistic,
+            "cache_segment": threshold.cache_segment,
+            "window_minutes": threshold.window_minutes,
+            "warn": threshold.warn,
+            "critical": threshold.critical,
+        },
+        "owner": owner_name,
+        "value": event.value,
+    }
+
+
+def record_incident_events(events, now):
+    """Write a pending Notification per event whose route's owner has a webhook URL now.
+
+    Called in the pass's transaction. Two queries however many events (none without
+    events): the routes, owners, signals and environments of the events' thresholds, then
+    one INSERT that skips an (incident, event) already recorded. Returns how many rows it
+    tried to write.
+    """
+    if not events:
+        return 0
+    rows = (
+        Threshold.objects.filter(pk__in={event.threshold.pk for event in events})
+        .exclude(route__owner__webhook_url="")
+        .values_list(
+            "pk",
+            "route__owner_id",
+            "route__owner__name",
+            "route_id",
+            "route__service__slug",
+            "route__method",
+            "route__path",
+            "signal__key",
+            "environment__slug",
+        )
+    )
+    facts = {pk: (owner_id, owner_name, route) for pk, owner_id, owner_name, *route in rows}
+    notifications = []
+    for event in events:
+        if event.threshold.pk not in facts:
+            continue  # the owner has no webhook URL
+        owner_id, owner_name, route = facts[event.threshold.pk]
+        notifications.append(
+            Notification(
+                incident_id=event.incident_id,
+                owner_id=owner_id,
+                event=event.event,
+                payload=event_payload(event, route, owner_name),
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+    Notification.objects.bulk_create(notifications, ignore_conflicts=True)
+    return len(notifications)
+
+
+# ---------------------------------------------------------------------------------------------
+# Delivery
+# ---------------------------------------------------------------------------------------------
+
+
+class Outcome(NamedTuple):
+    kind: str  # delivered, retried, failed, skipped
+    status: str
+    last_error: str = ""
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+@dataclass
+class BatchResult:
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    released: int = 0  # claimed but given back: the lease was running out
+    seconds: float = 0.0
+
+    def summary(self):
+        line = (
+            f"deliver_notifications: {self.delivered} delivered, {self.retried} retried, "
+            f"{self.failed} failed, {self.skipped} skipped in {self.seconds:.2f} s"
+        )
+        if self.released:
+            line += f"; {self.released} given back for the next batch (lease running out)"
+        return line
+
+
+def deliver_batch(limit=BATCH_SIZE, *, now=None, timeout=TIMEOUT):
+    """Claim up to `limit` due notifications, send them, record each outcome.
+
+    `now` fixes the clock (tests); by default each timestamp is the time it is taken.
+    An exception while sending one notification is recorded on its row (retried later)
+    and the batch goes on.
+    """
+    started = time.monotonic()
+    result = BatchResult()
+    claimed = claim(limit, now)
+    if claimed:
+        stop_at = started + (LEASE - SEND_BUDGET).total_seconds()
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            for index, notification in enumerate(claimed):
+                if time.monotonic() > stop_at:
+                    result.released = release(claimed[index:], now)
+                    break
+                outcome = attempt(client, notification, now, timeout)
+                record(notification, outcome)
+                setattr(result, outcome.kind, getattr(result, outcome.kind) + 1)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def claim(limit, now=None):
+    """Take up to `limit` due notifications for this process: their lease starts now and
+    their attempt is counted. One short transaction: a SELECT (FOR UPDATE SKIP LOCKED on
+    PostgreSQL, so two processes never take the same row) and an UPDATE."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            Notification.objects.due(now)
+            .select_related("owner")  # the webhook URL as it is now, at delivery
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by("next_attempt_at", "pk")[:limit]
+        )
+        if due:
+            Notification.objects.filter(pk__in=[n.pk for n in due]).update(
+                attempts=F("attempts") + 1, next_attempt_at=now + LEASE
+            )
+    for notification in due:
+        notification.attempts += 1
+        notification.next_attempt_at = now + LEASE
+    return due
+
+
+def release(notifications, now=None):
+    """Give claimed notifications back untried: due at once, their attempt not counted."""
+    released = 0
+    for notification in notifications:
+        released += Notification.objects.filter(
+            pk=notification.pk,
+            status=Notification.Status.PENDING,
+            attempts=notification.attempts,
+        ).update(attempts=F("attempts") - 1, next_attempt_at=now or timezone.now())
+    return released
+
+
+def record(notification, outcome):
+    """Write an outcome on the row, only if it is still this process's claim."""
+    fields = {"status": outcome.status, "last_error": outcome.last_error}
+    if outcome.next_attempt_at is not None:
+        fields["next_attempt_at"] = outcome.next_attempt_at
+    if outcome.delivered_at is not None:
+        fields["delivered_at"] = outcome.delivered_at
+    updated = Notification.objects.filter(
+        pk=notification.pk, status=Notification.Status.PENDING, attempts=notification.attempts
+    ).update(**fields)
+    log = logger.info if outcome.kind == "delivered" else logger.warning
+    if not updated:
+        logger.warning(
+            "notification %s: outcome %s not recorded: the row changed while it was sent "
+            "(its lease ran out and another batch took it, it was deleted, or someone asked "
+            "to deliver it again)",
+            notification.pk,
+            outcome.kind,
+        )
+        return
+    log(
+        "notification %s (incident.%s to %s): %s%s",
+        notification.pk,
+        notification.event,
+        notification.owner.name,
+        outcome.kind,
+        f": {outcome.last_error}" if outcome.last_error else "",
+    )
+
+
+def envelope(notification):
+    """The JSON body sent: the event, the delivery id and the stored facts."""
+    return {
+        "event": f"incident.{notification.event}",
+        "delivery": notification.pk,
+        **notification.payload,
+    }
+
+
+def attempt(client, notification, now=None, timeout=TIMEOUT):
+    """POST one notification to its owner's webhook URL; the Outcome, never an exception."""
+    url = notification.owner.webhook_url
+    if not url:
+        return Outcome(
+            "skipped",
+            Notification.Status.SKIPPED,
+            f"not sent: the owner {notification.owner.name!r} has no webhook URL; set one, "
+            "then 'Deliver again'",
+        )
+    try:
+        status, body, retry_after = _post(client, url, notification)
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        return _failed(f"the webhook URL {url!r} cannot be requested over HTTP(S): {exc}")
+    except httpx.TimeoutException as exc:
+        return _retry(notification, now, f"no answer within {timeout:g} s ({type(exc).__name__})")
+    except httpx.TransportError as exc:
+        return _retry(notification, now, f"connection failed: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - recorded on the row; the batch goes on
+        logger.exception("notification %s: unexpected error while sending", notification.pk)
+        return _retry(notification, now, f"unexpected error: {type(exc).__name__}: {exc}")
+    if 200 <= status < 300:
+        return Outcome(
+            "delivered", Notification.Status.DELIVERED, delivered_at=now or timezone.now()
+        )
+    error = f"HTTP {status} (expected 2xx): {body}"
+    if status in RETRY_STATUSES or status >= 500:
+        wait = retry_after if status in (429, 503) else None
+        return _retry(notification, now, error, retry_after=wait)
+    return _failed(f"{error}; not retried: the same request would get the same answer")
+
+
+def _post(client, url, notification):
+    """(status, first BODY_CHARS of the body for non-2xx, Retry-After seconds or None)."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-DQ-Event": f"incident.{notification.event}",
+        "X-DQ-Delivery": str(notification.pk),
+    }
+    content = json.dumps(envelope(notification)).encode()
+    with client.stream("POST", url, content=content, headers=headers) as response:
+        if response.is_success:
+            return response.status_code, "", None  # the body is not needed
+        return (
+            response.status_code,
+            _body_start(response),
+            _retry_after_seconds(response.headers.get("Retry-After")),
+        )
+
+
+def _body_start(response):
+    """The first characters of an error body, read no further (it may be large or slow)."""
+    data = b""
+    try:
+        for chunk in response.iter_bytes():
+            data += chunk
+            if len(data) >= BODY_CHARS * 4:
+                break
+    except httpx.HTTPError as exc:
+        return f"(body unreadable: {type(exc).__name__})"
+    return data.decode("utf-8", errors="replace")[:BODY_CHARS]
+
+
+def _retry_after_seconds(value):
+    """Retry-After as whole seconds; None when absent or an HTTP date (not used)."""
+    value = (value or "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _failed(error):
+    return Outcome("failed", Notification.Status.FAILED, error)
+
+
+def backoff(attempts):
+    """Wait after a failed attempt number `attempts` (1-based): 1, 2, 4, ... minutes, at most
+    BACKOFF_CAP."""
+    return min(timedelta(minutes=2 ** (attempts - 1)), BACKOFF_CAP)
+
+
+def _retry(notification, now, error, *, retry_after=None):
+    attempts = notification.attempts
+    if attempts >= MAX_ATTEMPTS:
+        return _failed(f"{error}; gave up after {attempts} attempts")
+    wait = backoff(attempts)
+    if retry_after is not None:
+        wait = max(wait, min(timedelta(seconds=retry_after), RETRY_AFTER_CAP))
+    next_attempt_at = (now or timezone.now()) + wait
+    return Outcome(
+        "retried",
+        Notification.Status.PENDING,
+        f"{error}; attempt {attempts} of {MAX_ATTEMPTS}, "
+        f"retrying at {next_attempt_at:%Y-%m-%d %H:%M:%S} UTC",
+        next_attempt_at=next_attempt_at,
+    )

@@ -1,0 +1,83 @@
+"""A real HTTP receiver for notification tests: http.server on 127.0.0.1 (port 0) in a
+thread, recording every request. The path says how to answer:
+
+- `/ok` (or anything else): 200
+- `/status/<code>`: that status, with a short body; `?retry_after=<s>` adds Retry-After
+- `/sleep/<seconds>`: answers 200 after sleeping (past the client's timeout)
+"""
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+
+class Received(NamedTuple):
+    path: str
+    headers: dict
+    body: dict
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's name
+        length = int(self.headers.get("Content-Length", 0))
+        raw = self.rfile.read(length)
+        self.server.received.append(
+            Received(self.path, dict(self.headers.items()), json.loads(raw or b"null"))
+        )
+        url = urlsplit(self.path)
+        parts = url.path.strip("/").split("/")
+        query = parse_qs(url.query)
+        status, extra = 200, {}
+        if parts[0] == "status":
+            status = int(parts[1])
+            if "retry_after" in query:
+                extra["Retry-After"] = query["retry_after"][0]
+        elif parts[0] == "sleep":
+            time.sleep(float(parts[1]))
+        delay = float(query.get("delay", ["0"])[0])
+        if delay:
+            time.sleep(delay)
+        body = f"receiver says {status}".encode() if status >= 300 else b"thanks"
+        self.send_response(status)
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass  # quiet tests
+
+
+class Receiver:
+    def __init__(self, server):
+        self.server = server
+        host, port = server.server_address[:2]
+        self.base = f"http://{host}:{port}"
+
+    def url(self, path="/ok"):
+        return self.base + path
+
+    @property
+    def received(self):
+        return list(self.server.received)
+
+
+@contextmanager
+def webhook_receiver():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True  # a sleeping handler never holds the test run
+    server.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Receiver(server)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
