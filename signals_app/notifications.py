@@ -217,12 +217,7 @@ def claim(limit, now=None):
     PostgreSQL, so two processes never take the same row) and an UPDATE."""
     now = now or timezone.now()
     with transaction.atomic():
-        due = list(
-            Notification.objects.due(now)
-            .select_related("owner")  # the webhook URL as it is now, at delivery
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("next_attempt_at", "pk")[:limit]
-        )
+        due = _lock_due(limit, now)
         if due:
             Notification.objects.filter(pk__in=[n.pk for n in due]).update(
                 attempts=F("attempts") + 1, next_attempt_at=now + LEASE
@@ -231,6 +226,17 @@ def claim(limit, now=None):
         notification.attempts += 1
         notification.next_attempt_at = now + LEASE
     return due
+
+
+def _lock_due(limit, now):
+    """The due notifications this transaction may take: rows another claim holds are
+    skipped, not waited for (PostgreSQL; SQLite ignores FOR UPDATE, one writer at a time)."""
+    return list(
+        Notification.objects.due(now)
+        .select_related("owner")  # the webhook URL as it is now, at delivery
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("next_attempt_at", "pk")[:limit]
+    )
 
 
 def release(notifications, now=None):

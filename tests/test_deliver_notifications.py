@@ -1,0 +1,368 @@
+"""python manage.py deliver_notifications: incident events POSTed to a real local receiver."""
+
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from signals_app import notifications
+from signals_app.models import Incident, Notification, Owner
+from signals_app.notifications import deliver_batch
+from tests.builders import make_route, make_threshold
+from tests.webhook_server import webhook_receiver
+
+NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+
+
+def minutes(n):
+    return NOW + timedelta(minutes=n)
+
+
+@pytest.fixture
+def receiver():
+    with webhook_receiver() as running:
+        yield running
+
+
+@pytest.fixture
+def route(blog):
+    return make_route(blog, "/posts/{slug}")
+
+
+def set_webhook(owner, url):
+    Owner.objects.filter(pk=owner.pk).update(webhook_url=url)
+
+
+def make_notification(route, event="opened", *, created_at=NOW, **fields):
+    """A pending notification of a new incident on `route` for its owner."""
+    incident = Incident.objects.create(
+        threshold=make_threshold(route, window_minutes=Notification.objects.count() + 1),
+        route=route,
+        level="warn",
+        peak_value=500.0,
+        opened_at=created_at,
+    )
+    values = {
+        "incident": incident,
+        "owner": route.owner,
+        "event": event,
+        "payload": {"incident": {"id": incident.pk}, "owner": route.owner.name, "value": 500.0},
+        "created_at": created_at,
+        "next_attempt_at": created_at,
+    }
+    return Notification.objects.create(**{**values, **fields})
+
+
+def stored(notification):
+    notification.refresh_from_db()
+    return notification
+
+
+def closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.django_db
+def test_a_2xx_delivers_it_with_the_headers_and_the_payload(receiver, route):
+    set_webhook(route.owner, receiver.url("/hooks/dq"))
+    notification = make_notification(route, "escalated")
+    result = deliver_batch(now=NOW)
+    assert (result.delivered, result.retried, result.failed, result.skipped) == (1, 0, 0, 0)
+    (request,) = receiver.received
+    assert request.path == "/hooks/dq"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"] == "dq-registry/0.1.0"
+    assert request.headers["X-DQ-Event"] == "incident.escalated"
+    assert request.headers["X-DQ-Delivery"] == str(notification.pk)
+    assert request.body == {
+        "event": "incident.escalated",
+        "delivery": notification.pk,
+        **notification.payload,
+    }
+    notification = stored(notification)
+    assert (notification.status, notification.attempts) == ("delivered", 1)
+    assert (notification.delivered_at, notification.last_error) == (NOW, "")
+    assert deliver_batch(now=minutes(10)).delivered == 0  # delivered once
+    assert len(receiver.received) == 1
+
+
+@pytest.mark.django_db
+def test_a_500_is_retried_after_a_minute_then_delivered(receiver, route):
+    set_webhook(route.owner, receiver.url("/status/500"))
+    notification = make_notification(route)
+    assert deliver_batch(now=NOW).retried == 1
+    notification = stored(notification)
+    assert (notification.status, notification.attempts) == ("pending", 1)
+    assert notification.next_attempt_at == minutes(1)
+    assert notification.last_error == (
+        "HTTP 500 (expected 2xx): receiver says 500; attempt 1 of 8, "
+        "retrying at 2026-11-26 07:01:00 UTC"
+    )
+    assert deliver_batch(now=minutes(1) - timedelta(seconds=1)).retried == 0  # not due yet
+    assert len(receiver.received) == 1
+    # The owner fixes the receiver: the URL is read at delivery.
+    set_webhook(route.owner, receiver.url("/ok"))
+    assert deliver_batch(now=minutes(1)).delivered == 1
+    notification = stored(notification)
+    assert (notification.status, notification.attempts) == ("delivered", 2)
+    assert [r.path for r in receiver.received] == ["/status/500", "/ok"]
+
+
+@pytest.mark.django_db
+def test_backoff_doubles_up_to_an_hour_and_it_gives_up_after_8_attempts(receiver, route):
+    set_webhook(route.owner, receiver.url("/status/503"))
+    notification = make_notification(route)
+    now, waits = NOW, []
+    for _ in range(7):
+        assert deliver_batch(now=now).retried == 1
+        notification = stored(notification)
+        waits.append((notification.next_attempt_at - now) / timedelta(minutes=1))
+        now = notification.next_attempt_at
+    assert waits == [1, 2, 4, 8, 16, 32, 60]
+    assert deliver_batch(now=now).failed == 1
+    notification = stored(notification)
+    assert (notification.status, notification.attempts) == ("failed", 8)
+    assert (
+        notification.last_error
+        == "HTTP 503 (expected 2xx): receiver says 503; gave up after 8 attempts"
+    )
+    assert deliver_batch(now=now + timedelta(days=1)).failed == 0
+    assert len(receiver.received) == 8
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [410, 400, 404, 301])
+def test_another_status_fails_at_once(receiver, route, status):
+    set_webhook(route.owner, receiver.url(f"/status/{status}"))
+    notification = make_notification(route)
+    assert deliver_batch(now=NOW).failed == 1
+    notification = stored(notification)
+    assert (notification.status, notification.attempts) == ("failed", 1)
+    assert notification.last_error == (
+        f"HTTP {status} (expected 2xx): receiver says {status}; "
+        "not retried: the same request would get the same answer"
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [408, 429, 502])
+def test_408_429_and_5xx_are_retried(receiver, route, status):
+    set_webhook(route.owner, receiver.url(f"/status/{status}"))
+    notification = make_notification(route)
+    assert deliver_batch(now=NOW).retried == 1
+    assert stored(notification).status == "pending"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "wait"),
+    [
+        ("/status/429?retry_after=600", timedelta(minutes=10)),
+        ("/status/503?retry_after=90", timedelta(seconds=90)),
+        ("/status/503?retry_after=5", timedelta(minutes=1)),  # never sooner than the backoff
+        ("/status/500?retry_after=600", timedelta(minutes=1)),  # only on 429 and 503
+        ("/status/429?retry_after=999999", timedelta(hours=24)),  # at most a day
+        ("/status/429?retry_after=soon", timedelta(minutes=1)),  # not seconds: the backoff
+    ],
+)
+def test_retry_after_in_seconds_is_honoured_on_429_and_503(receiver, route, path, wait):
+    set_webhook(route.owner, receiver.url(path))
+    notification = make_notification(route)
+    assert deliver_batch(now=NOW).retried == 1
+    assert stored(notification).next_attempt_at == NOW + wait
+
+
+@pytest.mark.django_db
+def test_a_timeout_is_retried(receiver, route):
+    set_webhook(route.owner, receiver.url("/sleep/2"))
+    notification = make_notification(route)
+    assert deliver_batch(now=NOW, timeout=0.3).retried == 1
+    notification = stored(notification)
+    assert (notification.status, notification.next_attempt_at) == ("pending", minutes(1))
+    assert notification.last_error.startswith("no answer within 0.3 s (ReadTimeout); attempt 1")
+
+
+@pytest.mark.django_db
+def test_a_refused_connection_is_retried(route):
+    set_webhook(route.owner, f"http://127.0.0.1:{closed_port()}/hooks")
+    notification = make_notification(route)
+    assert deliver_batch(now=NOW).retried == 1
+    notification = stored(notification)
+    assert notification.status == "pending"
+    assert notification.last_error.startswith("connection failed: ConnectError: ")
+
+
+@pytest.mark.django_db
+def test_a_url_that_is_not_http_fails_at_once(route):
+    set_webhook(route.owner, "ftp://files.example.com/hooks")  # a valid URLField value
+    notification = make_notification(route)
+    assert deliver_batch(now=NOW).failed == 1
+    assert stored(notification).last_error.startswith(
+        "the webhook URL 'ftp://files.example.com/hooks' cannot be requested over HTTP(S): "
+    )
+
+
+@pytest.mark.django_db
+def test_a_blank_url_at_delivery_skips_it(receiver, route):
+    set_webhook(route.owner, receiver.url("/ok"))
+    notification = make_notification(route)
+    set_webhook(route.owner, "")  # removed after the event, before delivery
+    assert deliver_batch(now=NOW).skipped == 1
+    notification = stored(notification)
+    assert notification.status == "skipped"
+    assert notification.last_error == (
+        "not sent: the owner 'Blog team' has no webhook URL; set one, then 'Deliver again'"
+    )
+    assert receiver.received == []
+
+
+@pytest.mark.django_db
+def test_one_failure_does_not_stop_the_batch(receiver, route, search):
+    other = make_route(search, "/search")
+    set_webhook(route.owner, receiver.url("/ok"))
+    set_webhook(other.owner, receiver.url("/status/410"))
+    first = make_notification(route)
+    gone = make_notification(other)
+    last = make_notification(route)
+    result = deliver_batch(now=NOW)
+    assert (result.delivered, result.failed) == (2, 1)
+    assert [stored(n).status for n in (first, gone, last)] == ["delivered", "failed", "delivered"]
+
+
+@pytest.mark.django_db
+def test_a_batch_takes_at_most_limit_oldest_due_first(receiver, route):
+    set_webhook(route.owner, receiver.url("/ok"))
+    later = make_notification(route, next_attempt_at=minutes(2))
+    older = make_notification(route, next_attempt_at=minutes(1))
+    not_due = make_notification(route, next_attempt_at=minutes(10))
+    assert deliver_batch(limit=1, now=minutes(5)).delivered == 1
+    assert [stored(n).status for n in (older, later, not_due)] == [
+        "delivered",
+        "pending",
+        "pending",
+    ]
+    assert deliver_batch(limit=5, now=minutes(5)).delivered == 1
+    assert stored(not_due).status == "pending"
+
+
+@pytest.mark.django_db
+def test_a_claimed_notification_is_leased_to_one_batch(route):
+    notification = make_notification(route)
+    (claimed,) = notifications.claim(10, NOW)
+    assert claimed.pk == notification.pk
+    notification = stored(notification)
+    assert (notification.attempts, notification.next_attempt_at) == (1, NOW + notifications.LEASE)
+    assert notifications.claim(10, NOW + notifications.LEASE - timedelta(seconds=1)) == []
+    # A process that died holding it: due again when the lease ends.
+    assert [n.pk for n in notifications.claim(10, NOW + notifications.LEASE)] == [notification.pk]
+
+
+@pytest.mark.django_db
+def test_a_batch_gives_back_what_its_lease_cannot_cover(receiver, route, monkeypatch):
+    set_webhook(route.owner, receiver.url("/ok"))
+    notification = make_notification(route)
+    monkeypatch.setattr(notifications, "LEASE", notifications.SEND_BUDGET)  # no time to send
+    result = deliver_batch(now=NOW)
+    assert (result.delivered, result.released) == (0, 1)
+    assert result.summary().endswith("; 1 given back for the next batch (lease running out)")
+    notification = stored(notification)
+    assert (notification.status, notification.attempts) == ("pending", 0)
+    assert notification.next_attempt_at == NOW
+    assert receiver.received == []
+
+
+@pytest.mark.django_db
+def test_an_outcome_is_not_recorded_over_a_row_that_changed_while_it_was_sent(receiver, route):
+    set_webhook(route.owner, receiver.url("/status/410"))
+    notification = make_notification(route)
+    (claimed,) = notifications.claim(10, NOW)
+    # Its lease ran out and another batch claimed it (one more attempt) meanwhile.
+    Notification.objects.filter(pk=notification.pk).update(attempts=2)
+    notifications.record(claimed, notifications.Outcome("failed", "failed", "HTTP 410"))
+    notification = stored(notification)
+    assert (notification.status, notification.attempts) == ("pending", 2)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL row locks")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_concurrent_batches_deliver_each_notification_once(receiver, route, monkeypatch):
+    set_webhook(route.owner, receiver.url("/ok?delay=0.02"))
+    created = [make_notification(route) for _ in range(20)]
+    # Both batches hold their claim transaction open until the other has claimed too: each
+    # must skip the rows the other locked (never wait for them, never take them).
+    barrier = threading.Barrier(2, timeout=10)
+    real_lock_due = notifications._lock_due
+
+    def lock_due_then_wait(limit, now):
+        due = real_lock_due(limit, now)
+        barrier.wait()
+        return due
+
+    monkeypatch.setattr(notifications, "_lock_due", lock_due_then_wait)
+    results, errors = [], []
+
+    def deliver():
+        try:
+            results.append(deliver_batch(limit=10, now=NOW))
+        except Exception as exc:  # noqa: BLE001 - the test asserts on it
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert [r.delivered for r in results] == [10, 10]
+    deliveries = sorted(int(r.headers["X-DQ-Delivery"]) for r in receiver.received)
+    assert deliveries == sorted(n.pk for n in created)
+    assert set(Notification.objects.values_list("status", "attempts")) == {("delivered", 1)}
+
+
+# ---- the command
+
+
+def deliver(*args):
+    out = StringIO()
+    call_command("deliver_notifications", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_the_command_prints_one_summary_line_per_batch(receiver, route):
+    set_webhook(route.owner, receiver.url("/ok"))
+    make_notification(route)
+    make_notification(route)
+    output = deliver("--limit", "1")
+    assert output.startswith(
+        "deliver_notifications: 1 delivered, 0 retried, 0 failed, 0 skipped in "
+    )
+    assert output.endswith(" s\n") and output.count("\n") == 1
+    output = deliver("--loop", "0.01", "--max-runs", "2")
+    lines = output.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("deliver_notifications: 1 delivered, 0 retried")
+    assert lines[1].startswith("deliver_notifications: 0 delivered, 0 retried")
+    assert Notification.objects.filter(status="delivered").count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--limit", "0"), "--limit expects a positive number"),
+        (("--loop", "0"), "--loop expects a positive number of seconds"),
+    ],
+)
+def test_the_command_refuses_bad_options(args, message):
+    with pytest.raises(CommandError, match=message):
+        deliver(*args)
