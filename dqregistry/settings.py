@@ -297,6 +297,14 @@ if DQ_EVALUATION_RUN_RETENTION_DAYS < 1:
         "and are always pruned (0 does not mean forever here); expected 1 or more, received "
         f"{DQ_EVALUATION_RUN_RETENTION_DAYS}"
     )
+# Delivered, skipped and failed notifications (pending ones are never pruned).
+DQ_NOTIFICATION_RETENTION_DAYS = _read("DQ_NOTIFICATION_RETENTION_DAYS", env.int, 30)
+if DQ_NOTIFICATION_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(
+        "DQ_NOTIFICATION_RETENTION_DAYS is too small: finished notifications are kept at least "
+        "1 day and are always pruned (0 does not mean forever here); expected 1 or more, "
+        f"received {DQ_NOTIFICATION_RETENTION_DAYS}"
+    )
 DQ_CONTENT_MIN_SCORE = _read("DQ_CONTENT_MIN_SCORE", env.int, 70)
 DQ_REHEARSAL_MAX_AGE_DAYS = _read("DQ_REHEARSAL_MAX_AGE_DAYS", env.int, 90)
 DQ_BOARD_REFRESH_SECONDS = _read("DQ_BOARD_REFRESH_SECONDS", env.int, 60)

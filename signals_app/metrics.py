@@ -14,6 +14,9 @@ Series:
 - dq_readings_last_5m{service}: readings observed in the last 5 minutes (ingestion rate;
   counted on the observed_at index, so a scrape never scans the whole table).
 - dq_open_incidents{service,level}
+- dq_notifications{status}: notifications by status (pending, delivered, failed, skipped);
+  a growing `pending` means deliveries are not getting through (or deliver_notifications
+  is not running), a growing `failed` that a receiver refuses them.
 - dq_last_evaluation_duration_seconds, dq_last_evaluation_timestamp_seconds,
   dq_last_evaluation_thresholds.
 """
@@ -32,19 +35,20 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from .evaluation import STATUS_METRIC_VALUE
-from .models import EvaluationRun, Incident, Reading, Service, Status, Threshold
+from .models import EvaluationRun, Incident, Notification, Reading, Service, Status, Threshold
 
 READINGS_WINDOW = timedelta(minutes=5)
 THRESHOLD_LABELS = ["service", "route", "signal", "environment", "statistic", "segment", "window"]
 
 
 class RegistryCollector:
-    """Builds every series from four queries, whatever the number of thresholds."""
+    """Builds every series from six queries, whatever the number of thresholds."""
 
     def collect(self):
         yield from self._thresholds()
         yield self._readings()
         yield self._incidents()
+        yield self._notifications()
         yield from self._last_evaluation()
 
     def _thresholds(self):
@@ -109,6 +113,17 @@ class RegistryCollector:
         )
         for service, level, count in rows:
             metric.add_metric([service, level], count)
+        return metric
+
+    def _notifications(self):
+        metric = GaugeMetricFamily(
+            "dq_notifications",
+            "Incident notifications per delivery status.",
+            labels=["status"],
+        )
+        counts = dict(Notification.objects.values_list("status").annotate(n=Count("id")).order_by())
+        for status in Notification.Status.values:
+            metric.add_metric([status], counts.get(status, 0))
         return metric
 
     def _last_evaluation(self):

@@ -1,4 +1,5 @@
-"""Pruning: `Idempotency-Key` records, evaluation runs and, when a retention is set, readings.
+"""Pruning: `Idempotency-Key` records, evaluation runs, finished notifications and, when a
+retention is set, readings.
 
 Rows go in chunks, one short DELETE ... WHERE id IN (SELECT id ... LIMIT n) each, so
 no statement holds its locks for long and ingestion keeps flowing (SQLite and
@@ -12,7 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from signals_app.models import EvaluationRun, IdempotentRequest, Reading
+from signals_app.models import EvaluationRun, IdempotentRequest, Notification, Reading
 
 CHUNK_SIZE = 10_000
 
@@ -22,6 +23,7 @@ class Cutoffs:
     idempotency: object  # records created before this go
     readings: object  # None: readings are kept forever
     evaluation_runs: object  # runs started before this go, except the latest finished one
+    notifications: object  # delivered/skipped/failed notifications created before this go
 
 
 def cutoffs(now=None):
@@ -31,6 +33,7 @@ def cutoffs(now=None):
         idempotency=now - timedelta(hours=settings.DQ_IDEMPOTENCY_HOURS),
         readings=now - timedelta(days=days) if days else None,
         evaluation_runs=now - timedelta(days=settings.DQ_EVALUATION_RUN_RETENTION_DAYS),
+        notifications=now - timedelta(days=settings.DQ_NOTIFICATION_RETENTION_DAYS),
     )
 
 
@@ -64,18 +67,27 @@ def expired_evaluation_runs(cut):
     )
 
 
+def expired_notifications(cut):
+    """Finished notifications (delivered, skipped, failed) created before the retention.
+    A pending one stays however old: it is still to be sent."""
+    return Notification.objects.filter(created_at__lt=cut.notifications).exclude(
+        status=Notification.Status.PENDING
+    )
+
+
 @dataclass
 class PruneResult:
     idempotency_records: int = 0
     readings: int = 0
     evaluation_runs: int = 0
+    notifications: int = 0
     seconds: float = 0.0
     dry_run: bool = False
 
     def summary(self):
         counts = (
             f"{self.idempotency_records:,} idempotency records, {self.readings:,} readings, "
-            f"{self.evaluation_runs:,} evaluation runs"
+            f"{self.evaluation_runs:,} evaluation runs, {self.notifications:,} notifications"
         )
         if self.dry_run:
             return f"prune (dry run): would delete {counts}"
@@ -91,6 +103,7 @@ def prune(now=None, *, dry_run=False, chunk_size=CHUNK_SIZE, progress=None):
         result.idempotency_records = expired_idempotency_records(cut).count()
         result.readings = expired_readings(cut).count()
         result.evaluation_runs = expired_evaluation_runs(cut).count()
+        result.notifications = expired_notifications(cut).count()
     else:
         result.idempotency_records = _delete_in_chunks(
             expired_idempotency_records(cut), chunk_size, "idempotency records", progress
@@ -98,6 +111,9 @@ def prune(now=None, *, dry_run=False, chunk_size=CHUNK_SIZE, progress=None):
         result.readings = _delete_in_chunks(expired_readings(cut), chunk_size, "readings", progress)
         result.evaluation_runs = _delete_in_chunks(
             expired_evaluation_runs(cut), chunk_size, "evaluation runs", progress
+        )
+        result.notifications = _delete_in_chunks(
+            expired_notifications(cut), chunk_size, "notifications", progress
         )
     result.seconds = time.monotonic() - started
     return result

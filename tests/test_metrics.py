@@ -7,7 +7,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from signals_app.evaluation import run_evaluation
-from signals_app.models import EvaluationRun
+from signals_app.models import EvaluationRun, Incident, Notification
 from tests.builders import make_readings, make_route, make_threshold
 
 TOKEN = "scrape-me-" + "x" * 20
@@ -127,6 +127,26 @@ def test_its_queries_do_not_grow_with_thresholds(client, token, blog, django_ass
     for _ in range(5):
         make_threshold(make_route(blog))
     run_evaluation()
-    # thresholds with states, readings per service, services, open incidents, last run
-    with django_assert_num_queries(5):
+    # thresholds with states, readings per service, services, open incidents, notifications
+    # per status, last run
+    with django_assert_num_queries(6):
         scrape(client)
+
+
+@pytest.mark.django_db
+def test_it_counts_notifications_by_status_in_one_query(client, token, blog):
+    route = make_route(blog)
+    statuses = ["pending", "pending", "delivered", "failed"]
+    for index, status in enumerate(statuses):
+        threshold = make_threshold(route, window_minutes=index + 1)
+        incident = Incident.objects.create(
+            threshold=threshold, route=route, level="warn", peak_value=1.0
+        )
+        Notification.objects.create(
+            incident=incident, owner=blog.owner, event="opened", payload={}, status=status
+        )
+    found = samples(scrape(client))
+    assert {
+        status: found[("dq_notifications", (("status", status),))]
+        for status in ("pending", "delivered", "failed", "skipped")
+    } == {"pending": 2, "delivered": 1, "failed": 1, "skipped": 0}

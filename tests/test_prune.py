@@ -9,9 +9,9 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from signals_app.models import EvaluationRun, IdempotentRequest, Reading
+from signals_app.models import EvaluationRun, IdempotentRequest, Incident, Notification, Reading
 from signals_app.retention import prune
-from tests.builders import environment, make_route, signal
+from tests.builders import environment, make_route, make_threshold, signal
 from tests.test_settings import refused
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -93,12 +93,12 @@ def test_the_command_prints_a_one_line_summary_and_a_second_run_deletes_nothing(
     output = run_prune()
     assert output.count("\n") == 1
     assert output.startswith(
-        "prune: 2 idempotency records, 0 readings, 0 evaluation runs deleted in "
+        "prune: 2 idempotency records, 0 readings, 0 evaluation runs, 0 notifications deleted in "
     )
     assert output.rstrip().endswith(" s")
     assert IdempotentRequest.objects.count() == 1
     assert run_prune().startswith(
-        "prune: 0 idempotency records, 0 readings, 0 evaluation runs deleted in "
+        "prune: 0 idempotency records, 0 readings, 0 evaluation runs, 0 notifications deleted in "
     )
     assert IdempotentRequest.objects.count() == 1
 
@@ -114,10 +114,14 @@ def test_dry_run_says_what_it_would_delete_and_deletes_nothing(blog, route):
     lines = output.splitlines()
     assert lines[0].startswith("prune (dry run): idempotency records created before ")
     assert "(24 hours), readings observed and received before " in lines[0]
-    assert lines[0].endswith(" UTC (30 days) except the latest finished one")
+    assert (
+        " UTC (30 days) except the latest finished one, notifications created before " in (lines[0])
+    )
+    assert lines[0].endswith(" UTC (30 days) except pending ones")
     assert ", evaluation runs started before " in lines[0]
     assert lines[1] == (
-        "prune (dry run): would delete 1 idempotency records, 1 readings, 2 evaluation runs"
+        "prune (dry run): would delete 1 idempotency records, 1 readings, 2 evaluation runs, "
+        "0 notifications"
     )
     assert IdempotentRequest.objects.count() == 2
     assert Reading.objects.count() == 1
@@ -135,8 +139,8 @@ def test_it_deletes_in_chunks_of_one_statement_each(blog, django_assert_num_quer
     make_records(blog, *[NOW - timedelta(days=2, minutes=i) for i in range(7)])
     progress = []
     # three DELETE ... WHERE id IN (SELECT ... LIMIT 3): 3 + 3 + 1 rows; readings are off;
-    # one DELETE of evaluation runs (none)
-    with django_assert_num_queries(4):
+    # one DELETE of evaluation runs (none), one of notifications (none)
+    with django_assert_num_queries(5):
         result = prune(NOW, chunk_size=3, progress=progress.append)
     assert result.idempotency_records == 7
     assert progress == [
@@ -272,7 +276,8 @@ def test_dry_run_counts_the_runs_it_would_delete_and_deletes_none():
     result = prune(NOW, dry_run=True)
     assert result.evaluation_runs == 4
     assert result.summary() == (
-        "prune (dry run): would delete 0 idempotency records, 0 readings, 4 evaluation runs"
+        "prune (dry run): would delete 0 idempotency records, 0 readings, 4 evaluation runs, "
+        "0 notifications"
     )
     assert EvaluationRun.objects.count() == 5
     assert prune(NOW).evaluation_runs == 4
@@ -287,8 +292,9 @@ def test_runs_go_in_chunks_of_one_statement_each_and_a_second_run_deletes_nothin
     runs = make_runs(*[old - timedelta(minutes=i) for i in range(6)])
     progress = []
     # one DELETE of idempotency records (none), readings are off; three DELETE ... WHERE id IN
-    # (SELECT ... AND NOT id IN (the latest finished run) LIMIT 2): 2 + 2 + 1 rows
-    with django_assert_num_queries(4):
+    # (SELECT ... AND NOT id IN (the latest finished run) LIMIT 2): 2 + 2 + 1 rows; one
+    # DELETE of notifications (none)
+    with django_assert_num_queries(5):
         result = prune(NOW, chunk_size=2, progress=progress.append)
     assert result.evaluation_runs == 5
     assert progress == [
@@ -305,9 +311,78 @@ def test_the_command_counts_runs_in_its_summary():
     now = timezone.now()
     make_runs(*[now - timedelta(days=31, minutes=i) for i in range(1_234)], now)
     assert run_prune().startswith(
-        "prune: 0 idempotency records, 0 readings, 1,234 evaluation runs deleted in "
+        "prune: 0 idempotency records, 0 readings, 1,234 evaluation runs, 0 notifications "
+        "deleted in "
     )
     assert EvaluationRun.objects.count() == 1
+
+
+# ---- notifications
+
+
+def make_notifications(route, *rows):
+    """One notification per (status, created_at), each of its own incident."""
+    made = []
+    for index, (status, created_at) in enumerate(rows):
+        incident = Incident.objects.create(
+            threshold=make_threshold(route, window_minutes=index + 1),
+            route=route,
+            level="warn",
+            peak_value=1.0,
+        )
+        made.append(
+            Notification.objects.create(
+                incident=incident,
+                owner=route.owner,
+                event="opened",
+                payload={},
+                status=status,
+                created_at=created_at,
+            )
+        )
+    return made
+
+
+def remaining_notifications():
+    return set(Notification.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+def test_it_deletes_finished_notifications_older_than_30_days_and_keeps_pending_ones(route):
+    cutoff = NOW - timedelta(days=30)
+    old = cutoff - TICK
+    delivered, skipped, failed, pending, at_cutoff, fresh = make_notifications(
+        route,
+        ("delivered", old),
+        ("skipped", old),
+        ("failed", old),
+        ("pending", NOW - timedelta(days=365)),
+        ("delivered", cutoff),
+        ("failed", NOW),
+    )
+    assert prune(NOW).notifications == 3
+    assert remaining_notifications() == {pending.pk, at_cutoff.pk, fresh.pk}
+    assert prune(NOW).notifications == 0
+
+
+@pytest.mark.django_db
+@override_settings(DQ_NOTIFICATION_RETENTION_DAYS=2)
+def test_notification_retention_moves_the_boundary_and_goes_in_chunks(route):
+    old = NOW - timedelta(days=2) - TICK
+    kept, *gone = make_notifications(
+        route, ("delivered", NOW - timedelta(days=1)), *[("delivered", old)] * 3
+    )
+    progress = []
+    assert prune(NOW, chunk_size=2, progress=progress.append).notifications == 3
+    assert progress == ["prune: 2 notifications deleted so far"]
+    assert remaining_notifications() == {kept.pk}
+
+
+@pytest.mark.django_db
+def test_dry_run_counts_the_notifications_it_would_delete(route):
+    make_notifications(route, ("delivered", NOW - timedelta(days=31)), ("pending", NOW))
+    assert prune(NOW, dry_run=True).notifications == 1
+    assert Notification.objects.count() == 2
 
 
 # ---- settings refused at start-up
@@ -338,6 +413,19 @@ def test_evaluation_run_retention_below_1_day_is_refused(days):
     stderr = refused("prune", "--dry-run", DQ_EVALUATION_RUN_RETENTION_DAYS=days)
     assert "DQ_EVALUATION_RUN_RETENTION_DAYS is too small" in stderr
     assert f"expected 1 or more, received {days}" in stderr
+
+
+@pytest.mark.parametrize("days", ["0", "-1"])
+def test_notification_retention_below_1_day_is_refused(days):
+    stderr = refused("prune", "--dry-run", DQ_NOTIFICATION_RETENTION_DAYS=days)
+    assert "DQ_NOTIFICATION_RETENTION_DAYS is too small" in stderr
+    assert f"expected 1 or more, received {days}" in stderr
+
+
+def test_malformed_notification_retention_names_itself():
+    assert "DQ_NOTIFICATION_RETENTION_DAYS is malformed" in refused(
+        "check", DQ_NOTIFICATION_RETENTION_DAYS="a month"
+    )
 
 
 def test_malformed_run_retention_names_itself():

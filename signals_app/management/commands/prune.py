@@ -9,7 +9,9 @@ from signals_app.retention import CHUNK_SIZE, cutoffs, prune
 class Command(BaseCommand):
     help = (
         "Delete Idempotency-Key records older than DQ_IDEMPOTENCY_HOURS, evaluation runs "
-        "older than DQ_EVALUATION_RUN_RETENTION_DAYS (keeping the latest finished one) and, "
+        "older than DQ_EVALUATION_RUN_RETENTION_DAYS (keeping the latest finished one), "
+        "delivered, skipped and failed notifications older than "
+        "DQ_NOTIFICATION_RETENTION_DAYS and, "
         "when DQ_READING_RETENTION_DAYS is set, readings older than that, in chunks. "
         "Prints a one-line summary; safe to run again."
     )
@@ -42,7 +44,10 @@ class Command(BaseCommand):
                 f"{cut.idempotency:%Y-%m-%d %H:%M:%S} UTC "
                 f"({settings.DQ_IDEMPOTENCY_HOURS} hours), {readings}, evaluation runs "
                 f"started before {cut.evaluation_runs:%Y-%m-%d %H:%M:%S} UTC "
-                f"({settings.DQ_EVALUATION_RUN_RETENTION_DAYS} days) except the latest finished one"
+                f"({settings.DQ_EVALUATION_RUN_RETENTION_DAYS} days) except the latest finished "
+                "one, "
+                f"notifications created before {cut.notifications:%Y-%m-%d %H:%M:%S} UTC "
+                f"({settings.DQ_NOTIFICATION_RETENTION_DAYS} days) except pending ones"
             )
         try:
             result = prune(now, dry_run=dry_run, chunk_size=chunk_size, progress=self.progress)
