@@ -32,7 +32,7 @@ from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.template_utils import HistoricalRecordContextHelper
 
-from . import charts, evaluation
+from . import charts, evaluation, notifications
 from .models import (
     Baseline,
     Change,
@@ -40,6 +40,7 @@ from .models import (
     Environment,
     EvaluationRun,
     Incident,
+    Notification,
     Owner,
     Reading,
     Review,
@@ -1100,6 +1101,98 @@ class IncidentAdmin(admin.ModelAdmin):
         for incident in incidents:
             incident.acknowledge(request.user, incident.acknowledgement_note)
         self.message_user(request, f"Acknowledged {len(incidents)} incident(s).")
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """Read-only: notifications are written by evaluation and `deliver_notifications`; the
+    one thing to do here is to put failed or skipped ones back in the queue."""
+
+    list_display = [
+        "created_at",
+        "event",
+        "owner",
+        "route",
+        "status",
+        "attempts",
+        "next_attempt",
+        "error",
+    ]
+    list_filter = ["status", "event"]
+    list_select_related = ["owner", "incident__route__service"]
+    fields = [
+        "incident",
+        "owner",
+        "event",
+        "created_at",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "last_error",
+        "body",
+    ]
+    readonly_fields = ["body"]
+    actions = ["deliver_again"]
+
+    def get_queryset(self, request):
+        queryset = (
+            super()
+            .get_queryset(request)
+            .select_related(
+                *self.list_select_related,
+                # the incident's name on the notification page
+                "incident__threshold__route__service",
+                "incident__threshold__signal",
+                "incident__threshold__environment",
+            )
+        )
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(
+            incident__route__in=Route.objects.owned_by(request.user).values("pk")
+        )
+
+    def has_add_permission(self, request):
+        return False  # evaluation records them
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # `prune` removes finished ones
+
+    def has_redeliver_permission(self, request):
+        return request.user.has_perm("signals_app.change_notification")
+
+    @admin.display(description="route")
+    def route(self, obj):
+        return obj.incident.route
+
+    @admin.display(description="next attempt")
+    def next_attempt(self, obj):
+        return obj.next_attempt_at if obj.status == Notification.Status.PENDING else None
+
+    @admin.display(description="last error")
+    def error(self, obj):
+        text = obj.last_error
+        return text if len(text) <= 80 else text[:79] + "…"
+
+    @admin.display(description="body sent")
+    def body(self, obj):
+        return format_html(
+            "<pre>{}</pre>", json.dumps(notifications.envelope(obj), indent=2, sort_keys=False)
+        )
+
+    @admin.action(description="Deliver again", permissions=["redeliver"])
+    def deliver_again(self, request, queryset):
+        chosen = queryset.count()
+        again = queryset.deliver_again()
+        left = chosen - again
+        message = f"{again} notification(s) will be delivered again."
+        if left:
+            message += f" {left} left alone: only failed or skipped ones are delivered again."
+        self.message_user(request, message)
 
 
 @admin.register(EvaluationRun)

@@ -30,6 +30,9 @@ ROLES = {
         "view_signal",
         "view_environment",
         "view_evaluationrun",
+        # their routes' notifications; change_notification is "Deliver again"
+        "view_notification",
+        "change_notification",
     ],
     REVIEWERS_GROUP: [
         "review_contentitem",

@@ -20,6 +20,7 @@ from signals_app.models import (
     Environment,
     EvaluationRun,
     Incident,
+    Notification,
     Reading,
     RollbackNote,
     ServiceKey,
@@ -52,6 +53,8 @@ PAGES = [
     ("reading changelist", "owner", 8),
     ("incident changelist", "owner", 7),
     ("evaluationrun changelist", "owner", 7),
+    # …, the owned routes' notifications with owner, incident, route, service
+    ("notification changelist", "owner", 7),
     # session, user, route, perms ×2, owned ids, select choices (signals, environments,
     # owners, changes), threshold and rollback note inlines, the page's thresholds, active
     # baselines and open incidents, evaluation.route_status on those (states, ONE
@@ -66,6 +69,8 @@ PAGES = [
     ("change change", "owner", 15),
     ("rollbacknote change", "owner", 10),
     ("incident change", "owner", 7),
+    # session, user, perms ×2, the notification with its incident's names, content type
+    ("notification change", "owner", 6),
     ("reading change", "owner", 11),
     # root (no permission queries): session, user, object, then its form's choices/inlines
     ("owner change", "root", 6),  # …, members (chosen, available), content type
@@ -121,8 +126,11 @@ def build_world(blog, size):
             applied_at=now - timedelta(hours=index + 1),
         )
         RollbackNote.objects.create(route=route, steps="redeploy", change=change, owner=blog.owner)
-        Incident.objects.create(
+        incident = Incident.objects.create(
             threshold=threshold, route=route, level="warn", peak_value=1, resolved_at=now
+        )
+        Notification.objects.create(
+            incident=incident, owner=route.owner, event="resolved", payload={}, status="failed"
         )
         make_readings(route, [1.0] * 20 * size, step=timedelta(minutes=10))
         make_readings(routes[index], [1.0] * 20, cache_status="HIT", step=timedelta(minutes=7))
@@ -156,6 +164,7 @@ def page_url(page, route):
         "change": route.changes.order_by("pk").first(),
         "rollbacknote": route.rollback_notes.order_by("pk").first(),
         "incident": route.incidents.order_by("pk").first(),
+        "notification": Notification.objects.order_by("pk").first(),
         "reading": Reading.objects.filter(route=route).first(),
         "owner": route.owner,
         "service": route.service,
