@@ -38,8 +38,19 @@ from .models import Notification, Threshold
 
 logger = logging.getLogger(__name__)
 
-VERSION = tomllib.loads((settings.BASE_DIR / "pyproject.toml").read_text())["project"]["version"]
-USER_AGENT = f"dq-registry/{VERSION}"
+
+def _version():
+    """The registry's version, from pyproject.toml (the project is not installed as a
+    package); "unknown" if a deployment left the file out, rather than failing to start."""
+    try:
+        return tomllib.loads((settings.BASE_DIR / "pyproject.toml").read_text())["project"][
+            "version"
+        ]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+USER_AGENT = f"dq-registry/{_version()}"
 
 TIMEOUT = 5.0  # seconds, for each of connect, write and read
 MAX_ATTEMPTS = 8
