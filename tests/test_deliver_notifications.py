@@ -1,18 +1,21 @@
 """python manage.py deliver_notifications: incident events POSTed to a real local receiver."""
 
+import shlex
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
 from signals_app import notifications
+from signals_app.evaluation import run_evaluation
 from signals_app.models import Incident, Notification, Owner
 from signals_app.notifications import deliver_batch
-from tests.builders import make_route, make_threshold
+from tests.builders import make_readings, make_route, make_threshold
 from tests.webhook_server import webhook_receiver
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -328,7 +331,51 @@ def test_two_concurrent_batches_deliver_each_notification_once(receiver, route, 
     assert set(Notification.objects.values_list("status", "attempts")) == {("delivered", 1)}
 
 
+@pytest.mark.django_db
+def test_a_batch_claims_in_two_queries_and_records_each_outcome_in_one(
+    receiver, route, django_assert_num_queries
+):
+    set_webhook(route.owner, receiver.url("/ok"))
+    for _ in range(5):
+        make_notification(route)
+    # savepoint (the test's transaction), due notifications with their owners, lease +
+    # attempts, savepoint release; then one UPDATE per outcome
+    with django_assert_num_queries(4 + 5):
+        assert deliver_batch(now=NOW).delivered == 5
+
+
+@pytest.mark.django_db
+def test_an_incident_opened_by_a_pass_reaches_the_owners_webhook(receiver, route):
+    set_webhook(route.owner, receiver.url("/hooks/dq"))
+    threshold = make_threshold(
+        route, statistic="max", window_minutes=1, min_samples=1, warn=300, critical=800
+    )
+    make_readings(route, [500.0], start=NOW)
+    run_evaluation(now=NOW)
+    assert deliver_batch().delivered == 1
+    (request,) = receiver.received
+    incident = Incident.objects.get()
+    assert request.headers["X-DQ-Event"] == "incident.opened"
+    assert request.body["event"] == "incident.opened"
+    assert request.body["delivery"] == Notification.objects.get().pk
+    assert request.body["incident"]["id"] == incident.pk
+    assert request.body["threshold"]["id"] == threshold.pk
+    assert request.body["route"]["path"] == "/posts/{slug}"
+    assert (request.body["owner"], request.body["value"]) == ("Blog team", 500.0)
+
+
 # ---- the command
+
+
+@pytest.mark.django_db
+def test_the_procfile_notify_line_runs(receiver, route):
+    procfile = (Path(__file__).resolve().parent.parent / "Procfile").read_text()
+    (line,) = [line for line in procfile.splitlines() if line.startswith("notify:")]
+    command = shlex.split(line.removeprefix("notify:"))
+    assert command[:3] == ["python", "manage.py", "deliver_notifications"]
+    set_webhook(route.owner, receiver.url("/ok"))
+    make_notification(route)
+    assert deliver(*command[3:], "--max-runs", "1").startswith("deliver_notifications: 1 delivered")
 
 
 def deliver(*args):
