@@ -905,11 +905,20 @@ def _apply_incidents(results, now):
                 escalate.append(incident.pk)  # in place: the same incident, now critical
                 if not (incident.silenced_until and incident.silenced_until > now):
                     events.append(
-                        _event(Notification.Event.ESCALATED, incident, result, now, peak=peak)
+                        _incident_event(
+                            Notification.Event.ESCALATED,
+                            incident,
+                            result,
+                            level=Status.CRITICAL,
+                            peak_value=peak,
+                            escalated_at=now,
+                        )
                     )
         elif result.level == Status.OK and incident is not None:
             resolve.append(incident.pk)
-            events.append(_event(Notification.Event.RESOLVED, incident, result, now))
+            events.append(
+                _incident_event(Notification.Event.RESOLVED, incident, result, resolved_at=now)
+            )
     if escalate:
         Incident.objects.filter(pk__in=escalate).update(level=Status.CRITICAL, escalated_at=now)
     if resolve:
@@ -919,15 +928,15 @@ def _apply_incidents(results, now):
     opened = _open_incidents(new)
     events += [
         IncidentEvent(
-            Notification.Event.OPENED,
-            incident.pk,
-            incident.level,
-            incident.peak_value,
-            incident.opened_at,
-            None,
-            None,
-            results_by_threshold[incident.threshold_id].threshold,
-            incident.peak_value,
+            event=Notification.Event.OPENED,
+            incident_id=incident.pk,
+            level=incident.level,
+            peak_value=incident.peak_value,
+            opened_at=incident.opened_at,
+            escalated_at=None,
+            resolved_at=None,
+            threshold=results_by_threshold[incident.threshold_id].threshold,
+            value=incident.peak_value,
         )
         for incident in opened
     ]
@@ -935,19 +944,18 @@ def _apply_incidents(results, now):
     return len(opened), len(escalate), len(resolve)
 
 
-def _event(event, incident, result, now, *, peak=None):
-    """An escalation or resolution of an open incident, as it is after this pass."""
-    escalated = event == Notification.Event.ESCALATED
+def _incident_event(event, incident, result, **changed):
+    """An event of an open incident: the incident as read, with what this pass `changed`."""
+    fields = {
+        "incident_id": incident.pk,
+        "level": incident.level,
+        "peak_value": incident.peak_value,
+        "opened_at": incident.opened_at,
+        "escalated_at": incident.escalated_at,
+        "resolved_at": None,
+    }
     return IncidentEvent(
-        event,
-        incident.pk,
-        Status.CRITICAL if escalated else incident.level,
-        incident.peak_value if peak is None else peak,
-        incident.opened_at,
-        now if escalated else incident.escalated_at,
-        None if escalated else now,
-        result.threshold,
-        result.value,
+        event=event, threshold=result.threshold, value=result.value, **{**fields, **changed}
     )
 
 
