@@ -16,6 +16,7 @@ from signals_app.evaluation import run_evaluation
 from signals_app.models import Incident, Notification, Owner
 from signals_app.notifications import deliver_batch
 from tests.builders import make_readings, make_route, make_threshold
+from tests.threads import deliver_in_thread
 from tests.webhook_server import webhook_receiver
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -310,19 +311,7 @@ def test_two_concurrent_batches_deliver_each_notification_once(receiver, route, 
 
     monkeypatch.setattr(notifications, "_lock_due", lock_due_then_wait)
     results, errors = [], []
-
-    def deliver():
-        try:
-            results.append(deliver_batch(limit=10, now=NOW))
-        except Exception as exc:  # noqa: BLE001 - the test asserts on it
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    for thread in [deliver_in_thread(results, errors, limit=10, now=NOW) for _ in range(2)]:
         thread.join(timeout=30)
     assert errors == []
     assert [r.delivered for r in results] == [10, 10]

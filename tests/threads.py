@@ -1,12 +1,13 @@
-"""Other connections in other threads, for the PostgreSQL lock tests: a pass running
-alongside the test, or the evaluation lock held as a writing pass holds it."""
+"""Other connections in other threads, for the PostgreSQL lock tests: a pass or a
+notification batch running alongside the test, or the evaluation lock held as a writing
+pass holds it."""
 
 import threading
 from contextlib import contextmanager
 
 from django.db import connection, transaction
 
-from signals_app import evaluation
+from signals_app import evaluation, notifications
 
 
 def evaluate_in_thread(now, runs, errors):
@@ -22,6 +23,23 @@ def evaluate_in_thread(now, runs, errors):
             connection.close()
 
     thread = threading.Thread(target=evaluate)
+    thread.start()
+    return thread
+
+
+def deliver_in_thread(results, errors, **kwargs):
+    """Start notifications.deliver_batch(**kwargs) in a thread of its own (its own
+    connection); the BatchResult or the exception is appended to `results` or `errors`."""
+
+    def deliver():
+        try:
+            results.append(notifications.deliver_batch(**kwargs))
+        except Exception as exc:  # noqa: BLE001 - the test asserts on it
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=deliver)
     thread.start()
     return thread
 
