@@ -1,3 +1,4 @@
+import importlib
 import io
 
 import pytest
@@ -57,3 +58,31 @@ def test_it_restores_the_listed_permissions_of_an_edited_group():
     assert "Owners: updated" in output
     assert "change_threshold" in codenames("Owners")
     assert "delete_reading" not in codenames("Owners")
+
+
+@pytest.mark.django_db
+def test_the_upgrade_migration_lets_an_existing_owners_group_see_notifications():
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("signals_app.migrations.0011_owners_see_notifications")
+    setup_roles()
+    owners = Group.objects.get(name="Owners")
+    owners.permissions.remove(*Permission.objects.filter(codename__endswith="_notification"))
+    migration.grant_owners(apps, SimpleNamespace(connection=connection))
+    assert {"view_notification", "change_notification"} <= codenames("Owners")
+    assert "Owners: unchanged" in setup_roles()  # nothing left for it to add
+
+
+@pytest.mark.django_db
+def test_the_upgrade_migration_makes_no_owners_group():
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("signals_app.migrations.0011_owners_see_notifications")
+    migration.grant_owners(apps, SimpleNamespace(connection=connection))
+    assert not Group.objects.filter(name="Owners").exists()
