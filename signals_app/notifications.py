@@ -368,7 +368,12 @@ def _body_start(response):
 def _retry_after_seconds(value):
     """Retry-After as whole seconds; None when absent or an HTTP date (not used)."""
     value = (value or "").strip()
-    return int(value) if value.isdigit() else None
+    if not (value.isascii() and value.isdigit()):
+        return None
+    # Any number of digits may come: more than the cap has is the cap (a timedelta of 10**30
+    # seconds is an OverflowError, and int() refuses over 4,300 digits).
+    cap = int(RETRY_AFTER_CAP.total_seconds())
+    return cap if len(value) > len(str(cap)) else min(int(value), cap)
 
 
 def _failed(error):

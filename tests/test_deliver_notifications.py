@@ -172,6 +172,8 @@ def test_408_429_and_5xx_are_retried(receiver, route, status):
         ("/status/503?retry_after=5", timedelta(minutes=1)),  # never sooner than the backoff
         ("/status/500?retry_after=600", timedelta(minutes=1)),  # only on 429 and 503
         ("/status/429?retry_after=999999", timedelta(hours=24)),  # at most a day
+        # beyond what a timedelta holds: still capped, not an OverflowError that ends the batch
+        ("/status/429?retry_after=" + "9" * 30, timedelta(hours=24)),
         ("/status/429?retry_after=soon", timedelta(minutes=1)),  # not seconds: the backoff
     ],
 )
