@@ -646,10 +646,10 @@ class RouteAdmin(admin.ModelAdmin):
         super().delete_queryset(request, queryset)
 
     def _may_delete_with_readings(self, request, route):
-        readings = self.admin_site.get_model_admin(Reading)
-        return self.has_delete_permission(request, route) and readings.has_delete_permission(
-            request
-        )
+        # What Django checks of the route and, in perms_needed, of its readings.
+        reading_admin = self.admin_site.get_model_admin(Reading)
+        may_delete_readings = reading_admin.has_delete_permission(request)
+        return may_delete_readings and self.has_delete_permission(request, route)
 
     @admin.action(
         description="Capture baselines of the last 60 minutes (every signal and segment)",
