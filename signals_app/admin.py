@@ -14,7 +14,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.options import (
+    TO_FIELD_VAR,
+    IncorrectLookupParameters,
+    csrf_protect_m,
+)
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -620,6 +624,33 @@ class RouteAdmin(admin.ModelAdmin):
         with transaction.atomic():
             evaluation.take_evaluation_lock()
             return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @csrf_protect_m
+    def delete_view(self, request, object_id, extra_context=None):
+        """Django deletes a route in one transaction, in which its thresholds take the
+        evaluation lock before its readings go. A confirmed delete by someone who may
+        delete the route and readings deletes the readings first, chunk by chunk, each
+        its own transaction (Route.delete_readings); Django then checks everything again
+        and deletes the route as before."""
+        if request.method == "POST" and request.POST:
+            to_field = request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR))
+            if not to_field or self.to_field_allowed(request, to_field):
+                route = self.get_object(request, unquote(object_id), to_field)
+                if route is not None and self._may_delete_with_readings(request, route):
+                    route.delete_readings()
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_queryset(self, request, queryset):
+        # The delete action: called once Django's checks passed, outside a transaction.
+        for route in queryset:
+            route.delete_readings()
+        super().delete_queryset(request, queryset)
+
+    def _may_delete_with_readings(self, request, route):
+        # What Django checks of the route and, in perms_needed, of its readings.
+        reading_admin = self.admin_site.get_model_admin(Reading)
+        may_delete_readings = reading_admin.has_delete_permission(request)
+        return may_delete_readings and self.has_delete_permission(request, route)
 
     @admin.action(
         description="Capture baselines of the last 60 minutes (every signal and segment)",

@@ -3,12 +3,29 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import OperationalError, connection
 from django.urls import reverse
 from django.utils import timezone
 
-from signals_app.models import Baseline, Change, EvaluationRun, RollbackNote, Threshold
-from tests.builders import environment, give_role, make_route, make_threshold, make_user, signal
+from signals_app.models import (
+    Baseline,
+    Change,
+    EvaluationRun,
+    Reading,
+    RollbackNote,
+    Route,
+    Threshold,
+)
+from tests.builders import (
+    environment,
+    give_role,
+    make_readings,
+    make_route,
+    make_threshold,
+    make_user,
+    signal,
+)
 from tests.threads import evaluation_lock_held_elsewhere
 
 
@@ -343,3 +360,84 @@ def test_evaluation_runs_cannot_be_deleted_in_the_admin(admin_client):
     url = reverse("admin:signals_app_evaluationrun_delete", args=[run.pk])
     assert admin_client.post(url, {"post": "yes"}).status_code == 403
     assert EvaluationRun.objects.filter(pk=run.pk).exists()
+
+
+# ---- deleting a route: its readings first, each chunk its own transaction
+
+
+def route_delete_url(route):
+    return reverse("admin:signals_app_route_delete", args=[route.pk])
+
+
+def delete_request(route, how):
+    """The delete page's confirmation, or the changelist's delete action's."""
+    if how == "page":
+        return route_delete_url(route), {"post": "yes"}
+    data = {"action": "delete_selected", "_selected_action": [route.pk], "post": "yes"}
+    return reverse("admin:signals_app_route_changelist"), data
+
+
+@pytest.mark.django_db
+def test_deleting_a_route_deletes_its_readings_and_thresholds(admin_client, blog_route):
+    kept = make_route(blog_route.service, "/feed")
+    make_threshold(blog_route)
+    make_readings(blog_route, [100.0] * 3)
+    make_readings(kept, [100.0])
+    response = admin_client.post(route_delete_url(blog_route), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Route.objects.filter(pk=blog_route.pk).exists()
+    assert not Threshold.objects.filter(route_id=blog_route.pk).exists()
+    assert list(Reading.objects.values_list("route_id", flat=True)) == [kept.pk]
+
+
+@pytest.mark.django_db
+def test_the_delete_action_deletes_the_routes_readings(admin_client, blog_route, search_route):
+    make_threshold(blog_route)
+    make_readings(blog_route, [100.0] * 3)
+    make_readings(search_route, [100.0])
+    response = admin_client.post(*delete_request(blog_route, "action"))
+    assert response.status_code == 302
+    assert list(Route.objects.values_list("pk", flat=True)) == [search_route.pk]
+    assert list(Reading.objects.values_list("route_id", flat=True)) == [search_route.pk]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("may_delete_routes", [False, True])
+def test_a_refused_route_delete_leaves_its_readings(
+    client, alice_owner, blog_route, may_delete_routes
+):
+    # Owners may not delete routes; one who may (a permission given by hand) still may not
+    # delete readings (superusers only), so Django refuses the route: no reading goes first.
+    if may_delete_routes:
+        alice_owner.user_permissions.add(Permission.objects.get(codename="delete_route"))
+    make_readings(blog_route, [100.0] * 3)
+    client.force_login(alice_owner)
+    assert client.post(route_delete_url(blog_route), {"post": "yes"}).status_code == 403
+    assert Reading.objects.filter(route=blog_route).count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("how", ["page", "action"])
+def test_a_routes_readings_go_before_its_admin_delete_waits_for_a_pass(
+    admin_client, blog_route, how
+):
+    """As the API's: the readings are deleted while a pass writes (the lock held elsewhere);
+    the route's delete then waits for the lock and times out, leaving the route."""
+    make_threshold(blog_route)
+    make_readings(blog_route, [100.0] * 3)
+    url, data = delete_request(blog_route, how)
+    try:
+        with evaluation_lock_held_elsewhere():
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(OperationalError, match="lock timeout"):
+                admin_client.post(url, data)
+            assert not Reading.objects.filter(route=blog_route).exists()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    assert Threshold.objects.filter(route=blog_route).exists()
+    assert admin_client.post(url, data).status_code == 302
+    assert not Route.objects.filter(pk=blog_route.pk).exists()

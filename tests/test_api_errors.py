@@ -404,6 +404,35 @@ def test_a_name_filter_ignores_surrounding_spaces_and_refuses_empty(client, mall
     call(client, "GET", "/api/v1/routes?service=", expect_status=400, expect_field="service")
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "field", "expected"),
+    [
+        ("routes?service=%20%20", "service", ["blog"]),
+        ("routes?owner=%20", "owner", ["Blog team"]),
+        ("thresholds?environment=%20%09", "environment", ["production", "staging"]),
+        ("thresholds?signal=%20", "signal", SIGNALS),
+        ("baselines?signal=%20%20", "signal", SIGNALS),
+        ("changes?service=%20", "service", ["blog"]),
+        ("rollback-notes?service=%20", "service", ["blog"]),
+    ],
+)
+def test_a_name_filter_of_only_spaces_is_refused_as_empty_is(
+    client, mallory, blog, query, field, expected
+):
+    make_route(blog, "/posts/{slug}")
+    client.force_login(mallory)
+    blank = call(client, "GET", f"/api/v1/{query}", expect_status=400).json()
+    empty = call(client, "GET", f"/api/v1/{query.split('=')[0]}=", expect_status=400).json()
+    (error,) = blank["errors"]
+    received = query.split("=")[1].replace("%20", " ").replace("%09", "\t")
+    assert (error["field"], error["received"]) == (field, received)
+    assert error["expected"] == known(expected)
+    assert "empty value" in error["message"]
+    assert blank["retryable"] is False
+    assert error["expected"] == empty["errors"][0]["expected"]
+
+
 def forged_cursor(position):
     return base64.b64encode(f"p={position}".encode()).decode()
 

@@ -1,9 +1,13 @@
 """Schemathesis, default checks, against a live server: the ingestion and list endpoints.
 
 No 500 for any input, responses conform to the schema (status codes, content types,
-bodies, headers), schema-invalid input is refused, and credentials are not ignored.
+bodies, headers), schema-invalid input is refused, and credentials are not ignored. The
+lists also answer every schema-valid request (its names made real by
+tests/schemathesis_hooks.py), so a filter that refuses valid input fails.
 """
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +15,21 @@ from pathlib import Path
 import pytest
 from rest_framework.authtoken.models import Token
 
+from signals_app.models import Environment, Owner, Service, Signal
 from tests.builders import make_key, make_route, make_threshold
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-LISTS = r"^/api/v1/(routes|signals|environments|thresholds|baselines|changes|rollback-notes)$"
+LISTS = (
+    r"^/api/v1/(routes|signals|environments|thresholds|baselines|changes|rollback-notes"
+    r"|content)$"
+)
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def schemathesis(live_server, *args, max_examples):
+def schemathesis(live_server, *args, max_examples, env=None):
     result = subprocess.run(
         [
             str(SCHEMATHESIS),
@@ -40,6 +49,7 @@ def schemathesis(live_server, *args, max_examples):
         capture_output=True,
         text=True,
         timeout=540,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     return result.stdout
@@ -63,10 +73,28 @@ def test_the_ingestion_endpoint_holds_its_contract(live_server, blog, ingest_rat
     assert "No issues found" in output
 
 
+def real_names():
+    """The names the list filters accept, for the hooks (tests/schemathesis_hooks.py) that
+    put them in place of the random ones of schema-valid requests."""
+    return {
+        "service": list(Service.objects.values_list("slug", flat=True)),
+        "owner": list(Owner.objects.values_list("name", flat=True)),
+        "environment": list(Environment.objects.values_list("slug", flat=True)),
+        "signal": list(Signal.objects.values_list("key", flat=True)),
+    }
+
+
 def test_the_list_endpoints_hold_their_contract(live_server, blog, mallory, search):
     make_threshold(make_route(blog, "/posts/{slug}"))
     make_route(search, "/search")
     token = Token.objects.create(user=mallory)
+    # Only this run loads the hooks: schema-valid requests name what exists and carry no
+    # cursor, so the lists must answer every one of them (no 400, schemathesis.toml).
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": str(HOOKS),
+        "DQ_FUZZ_NAMES": json.dumps(real_names()),
+    }
     output = schemathesis(
         live_server,
         "--include-path-regex",
@@ -81,5 +109,6 @@ def test_the_list_endpoints_hold_their_contract(live_server, blog, mallory, sear
         "--header",
         f"Authorization: Token {token.key}",
         max_examples=40,
+        env=env,
     )
     assert "No issues found" in output

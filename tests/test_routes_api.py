@@ -1,10 +1,12 @@
 """/api/v1/routes: people read all, owners write their own, a service key reads its own."""
 
 import pytest
+from django.db import connection
 
-from signals_app.models import Route
+from signals_app.models import Reading, Route, Threshold
 from tests.api import bearer, call
-from tests.builders import make_key, make_route
+from tests.builders import make_key, make_readings, make_route, make_threshold
+from tests.threads import evaluation_lock_held_elsewhere
 
 URL = "/api/v1/routes"
 
@@ -146,6 +148,60 @@ def test_only_an_administrator_deletes_a_route(client, alice, blog_routes, djang
     call(client, "DELETE", url, expect_status=403)
     client.force_login(django_user_model.objects.create_superuser("root", "r@example.com", "pw"))
     call(client, "DELETE", url, expect_status=204)
+
+
+@pytest.fixture
+def root(django_user_model):
+    return django_user_model.objects.create_superuser("root", "r@example.com", "pw")
+
+
+@pytest.mark.django_db
+def test_deleting_a_route_deletes_its_readings_and_thresholds(client, root, blog_routes):
+    gone, kept = blog_routes
+    make_threshold(gone)
+    make_readings(gone, [100.0] * 3)
+    make_readings(kept, [100.0] * 2)
+    client.force_login(root)
+    call(client, "DELETE", f"{URL}/{gone.pk}", expect_status=204)
+    assert not Route.objects.filter(pk=gone.pk).exists()
+    assert not Threshold.objects.filter(route_id=gone.pk).exists()
+    assert list(Reading.objects.values_list("route_id", flat=True)) == [kept.pk] * 2
+
+
+@pytest.mark.django_db
+def test_a_routes_readings_are_deleted_in_chunks(blog_routes, django_assert_num_queries):
+    gone, kept = blog_routes
+    make_readings(gone, [100.0] * 5)
+    make_readings(kept, [100.0])
+    # one DELETE of at most 2 readings each: 2, 2, 1
+    with django_assert_num_queries(3):
+        assert gone.delete_readings(chunk_size=2) == 5
+    assert list(Reading.objects.values_list("route_id", flat=True)) == [kept.pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_routes_readings_go_before_its_delete_waits_for_a_pass(client, root, blog_routes):
+    """Deleting the thresholds takes the evaluation lock; the readings go before, each chunk
+    its own transaction. With a pass writing (the lock held elsewhere) the readings are
+    deleted and stay deleted, and only then does the route's delete wait (and time out)."""
+    route = blog_routes[0]
+    make_threshold(route)
+    make_readings(route, [100.0] * 3)
+    client.force_login(root)
+    try:
+        with evaluation_lock_held_elsewhere():
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '200ms'")
+            call(client, "DELETE", f"{URL}/{route.pk}", expect_status=503)
+            assert not Reading.objects.filter(route=route).exists()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    assert Threshold.objects.filter(route=route).exists()  # the route stays, as it was
+    call(client, "DELETE", f"{URL}/{route.pk}", expect_status=204)  # again: it finishes
+    assert not Route.objects.filter(pk=route.pk).exists()
 
 
 @pytest.mark.django_db

@@ -191,6 +191,34 @@ def test_a_breach_restarts_after_a_gap_longer_than_the_window_plus_a_minute(rout
     assert (state.status, state.breach_started_at) == ("pending", later)
 
 
+# CLOCK_GRACE is one minute: with a 1-minute window a pass at most 2 minutes after the
+# previous one continues its breach. Written out here, not read from evaluation, so that a
+# changed grace or a `<` for the `<=` fails these.
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("gap", "continues"),
+    [
+        (timedelta(minutes=1, seconds=30), True),  # window + 30 s
+        (timedelta(minutes=2), True),  # window + CLOCK_GRACE exactly
+        (timedelta(minutes=2, seconds=1), False),  # window + CLOCK_GRACE + 1 s
+    ],
+    ids=["window+30s", "window+grace", "window+grace+1s"],
+)
+def test_a_breach_continues_across_a_gap_of_at_most_the_window_plus_clock_grace(
+    route, gap, continues
+):
+    threshold = make_threshold(
+        route, statistic="max", window_minutes=1, sustain_minutes=10, min_samples=1
+    )
+    make_readings(route, [500.0], start=NOW)
+    run_evaluation(now=NOW)
+    later = NOW + gap
+    make_readings(route, [500.0], start=later)
+    run_evaluation(now=later)
+    state = ThresholdState.objects.get(threshold=threshold)
+    assert (state.status, state.breach_started_at) == ("pending", NOW if continues else later)
+
+
 @pytest.mark.django_db
 def test_on_demand_evaluation_writes_nothing(route, django_assert_num_queries):
     threshold = make_threshold(route)

@@ -99,7 +99,12 @@ class TextFilter(filters.CharFilter):
 class NameField(fields.ModelChoiceField):
     def to_python(self, value):
         if isinstance(value, str):
-            value = value.strip()  # as the text filters these replaced did
+            name = value.strip()  # surrounding spaces are ignored, as the text filters did
+            if value and not name:  # ?service=%20 names nothing: a 400, as empty is
+                raise forms.ValidationError(
+                    "empty value (only spaces); leave the parameter out instead"
+                )
+            value = name
         if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold NUL
             raise forms.ValidationError(
                 self.error_messages["invalid_choice"],
@@ -132,10 +137,10 @@ def _owners_visible(request):
 @extend_schema_field({"type": "string", "minLength": 1, "pattern": "^[^\\x00]*$"})
 class NameFilter(filters.ModelChoiceFilter):
     """A slug, key or name that must exist: an unknown one is a 400, not an empty list;
-    so is an empty one (StrictFilterSet), while surrounding spaces are stripped (only
-    spaces: no filter, as the text filters these replaced). `visible(request)` is what the
-    caller may name: a service key is told nothing of other services or teams (another
-    team's name is as unknown to it as a misspelt one, and the 400 lists only its own).
+    so is an empty one (StrictFilterSet) or one of only spaces (NameField), while spaces
+    around a name are stripped. `visible(request)` is what the caller may name: a service
+    key is told nothing of other services or teams (another team's name is as unknown to
+    it as a misspelt one, and the 400 lists only its own).
 
     One query looks it up (only when the parameter is given)."""
 

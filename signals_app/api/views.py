@@ -247,6 +247,11 @@ class RouteViewSet(
         self._check_named(serializer.validated_data)
         serializer.save()
 
+    def perform_destroy(self, instance):
+        # After RoutePermission (superusers only): the readings go first, chunk by chunk,
+        # not while the route's thresholds hold the evaluation lock.
+        instance.delete_with_readings()
+
 
 class SignalViewSet(
     mixins.CreateModelMixin,
