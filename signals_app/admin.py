@@ -1180,9 +1180,9 @@ class NotificationAdmin(admin.ModelAdmin):
         )
         if request.user.is_superuser:
             return queryset
-        return queryset.filter(
-            incident__route__in=Route.objects.owned_by(request.user).values("pk")
-        )
+        # The team the event was for (its webhook is where it goes), not the route's owner
+        # now: a route moved to another team leaves its earlier notifications with the first.
+        return queryset.filter(owner__members=request.user)
 
     def has_add_permission(self, request):
         return False  # evaluation records them

@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
@@ -524,8 +524,17 @@ class Incident(models.Model):
 
 class NotificationQuerySet(models.QuerySet):
     def due(self, now):
-        """Pending notifications whose next attempt is due (the delivery query)."""
-        return self.filter(status=Notification.Status.PENDING, next_attempt_at__lte=now)
+        """Pending notifications whose next attempt is due (the delivery query), each only
+        once its incident's earlier events are sent or given up: a receiver gets opened,
+        escalated and resolved in that order, even when an earlier one had to be retried."""
+        earlier = Notification.objects.filter(
+            incident=OuterRef("incident"),
+            status=Notification.Status.PENDING,
+            pk__lt=OuterRef("pk"),
+        )
+        return self.filter(status=Notification.Status.PENDING, next_attempt_at__lte=now).exclude(
+            Exists(earlier)
+        )
 
     def deliver_again(self, now=None):
         """Put failed and skipped notifications back in the queue, as if new; returns how many.

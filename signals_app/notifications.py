@@ -22,6 +22,7 @@ overwrite what a later claim recorded. On SQLite writers are serialised (BEGIN I
 
 import json
 import logging
+import threading
 import time
 import tomllib
 from dataclasses import dataclass
@@ -60,8 +61,10 @@ BACKOFF_CAP = timedelta(minutes=60)
 RETRY_AFTER_CAP = timedelta(hours=24)
 BATCH_SIZE = 100
 LEASE = timedelta(minutes=5)
-# The longest one request is allowed to take before the lease must still hold: connect,
-# write and read timeouts of TIMEOUT each, with room to spare.
+# The longest one request may take, whole: TIMEOUT bounds each socket operation only, and a
+# receiver that trickles its answer a byte every few seconds never trips it. A request still
+# running at SEND_BUDGET is abandoned and retried later (`_post_within`); a batch stops
+# sending when less than this is left of its lease.
 SEND_BUDGET = timedelta(seconds=30)
 BODY_CHARS = 200  # of a receiver's error body kept in last_error
 
@@ -198,26 +201,25 @@ class BatchResult:
         return line
 
 
-def deliver_batch(limit=BATCH_SIZE, *, now=None, timeout=TIMEOUT):
+def deliver_batch(limit=BATCH_SIZE, *, now=None, timeout=TIMEOUT, deadline=SEND_BUDGET):
     """Claim up to `limit` due notifications, send them, record each outcome.
 
     `now` fixes the clock (tests); by default each timestamp is the time it is taken.
-    An exception while sending one notification is recorded on its row (retried later)
-    and the batch goes on.
+    `timeout` bounds each socket operation, `deadline` a whole request. An exception while
+    sending one notification is recorded on its row (retried later) and the batch goes on.
     """
     started = time.monotonic()
     result = BatchResult()
     claimed = claim(limit, now)
     if claimed:
         stop_at = started + (LEASE - SEND_BUDGET).total_seconds()
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            for index, notification in enumerate(claimed):
-                if time.monotonic() > stop_at:
-                    result.released = release(claimed[index:], now)
-                    break
-                outcome = attempt(client, notification, now, timeout)
-                record(notification, outcome)
-                setattr(result, outcome.kind, getattr(result, outcome.kind) + 1)
+        for index, notification in enumerate(claimed):
+            if time.monotonic() > stop_at:
+                result.released = release(claimed[index:], now)
+                break
+            outcome = attempt(notification, now, timeout, deadline)
+            record(notification, outcome)
+            setattr(result, outcome.kind, getattr(result, outcome.kind) + 1)
     result.seconds = time.monotonic() - started
     return result
 
@@ -254,12 +256,22 @@ def release(notifications, now=None):
     """Give claimed notifications back untried: due at once, their attempt not counted."""
     released = 0
     for notification in notifications:
-        released += Notification.objects.filter(
-            pk=notification.pk,
-            status=Notification.Status.PENDING,
-            attempts=notification.attempts,
-        ).update(attempts=F("attempts") - 1, next_attempt_at=now or timezone.now())
+        released += _still_claimed(notification).update(
+            attempts=F("attempts") - 1, next_attempt_at=now or timezone.now()
+        )
     return released
+
+
+def _still_claimed(notification):
+    """The row as this process claimed it. The end of the lease identifies the claim: every
+    claim and every 'Deliver again' sets `next_attempt_at` anew, while `attempts` alone can
+    come back to the same number after 'Deliver again' resets it."""
+    return Notification.objects.filter(
+        pk=notification.pk,
+        status=Notification.Status.PENDING,
+        attempts=notification.attempts,
+        next_attempt_at=notification.next_attempt_at,
+    )
 
 
 def record(notification, outcome):
@@ -269,9 +281,7 @@ def record(notification, outcome):
         fields["next_attempt_at"] = outcome.next_attempt_at
     if outcome.delivered_at is not None:
         fields["delivered_at"] = outcome.delivered_at
-    updated = Notification.objects.filter(
-        pk=notification.pk, status=Notification.Status.PENDING, attempts=notification.attempts
-    ).update(**fields)
+    updated = _still_claimed(notification).update(**fields)
     log = logger.info if outcome.kind == "delivered" else logger.warning
     if not updated:
         logger.warning(
@@ -301,7 +311,11 @@ def envelope(notification):
     }
 
 
-def attempt(client, notification, now=None, timeout=TIMEOUT):
+class Overran(Exception):
+    """A request still running at its deadline (abandoned, retried later)."""
+
+
+def attempt(notification, now=None, timeout=TIMEOUT, deadline=SEND_BUDGET):
     """POST one notification to its owner's webhook URL; the Outcome, never an exception."""
     url = notification.owner.webhook_url
     if not url:
@@ -312,9 +326,13 @@ def attempt(client, notification, now=None, timeout=TIMEOUT):
             "then 'Deliver again'",
         )
     try:
-        status, body, retry_after = _post(client, url, notification)
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        status, body, retry_after = _post_within(url, notification, timeout, deadline)
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError) as exc:
+        # UnicodeError: a host name URLField accepts but IDNA refuses (http://xn--a.com/)
         return _failed(f"the webhook URL {url!r} cannot be requested over HTTP(S): {exc}")
+    except Overran:
+        seconds = deadline.total_seconds()
+        return _retry(notification, now, f"no complete answer within {seconds:g} s")
     except httpx.TimeoutException as exc:
         return _retry(notification, now, f"no answer within {timeout:g} s ({type(exc).__name__})")
     except httpx.TransportError as exc:
@@ -331,6 +349,30 @@ def attempt(client, notification, now=None, timeout=TIMEOUT):
         wait = retry_after if status in (429, 503) else None
         return _retry(notification, now, error, retry_after=wait)
     return _failed(f"{error}; not retried: the same request would get the same answer")
+
+
+def _post_within(url, notification, timeout, deadline):
+    """`_post` with a deadline on the whole request: it runs in a thread of its own, which is
+    abandoned at the deadline (its client closed; a daemon thread, it ends with its socket)
+    so that one slow receiver cannot hold every other owner's notifications."""
+    answer = {}
+    client = httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def send():
+        try:
+            answer["result"] = _post(client, url, notification)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            answer["error"] = exc
+
+    sender = threading.Thread(target=send, name=f"notification-{notification.pk}", daemon=True)
+    sender.start()
+    sender.join(deadline.total_seconds())
+    client.close()
+    if sender.is_alive():
+        raise Overran
+    if "error" in answer:
+        raise answer["error"]
+    return answer["result"]
 
 
 def _post(client, url, notification):

@@ -81,7 +81,8 @@ def test_a_2xx_delivers_it_with_the_headers_and_the_payload(receiver, route):
     (request,) = receiver.received
     assert request.path == "/hooks/dq"
     assert request.headers["Content-Type"] == "application/json"
-    assert request.headers["User-Agent"] == "dq-registry/0.1.0"
+    assert request.headers["User-Agent"] == notifications.USER_AGENT
+    assert notifications.USER_AGENT.startswith("dq-registry/")
     assert request.headers["X-DQ-Event"] == "incident.escalated"
     assert request.headers["X-DQ-Delivery"] == str(notification.pk)
     assert request.body == {
@@ -195,6 +196,53 @@ def test_a_timeout_is_retried(receiver, route):
 
 
 @pytest.mark.django_db
+def test_a_receiver_trickling_its_answer_is_abandoned_at_the_deadline(receiver, route):
+    # A byte every 0.1 s never trips the 0.5 s per-read timeout; the whole request's
+    # deadline (1 s) ends it, so one slow receiver cannot hold every owner's notifications.
+    set_webhook(route.owner, receiver.url("/trickle/4"))
+    notification = make_notification(route)
+    result = deliver_batch(now=NOW, timeout=0.5, deadline=timedelta(seconds=1))
+    assert result.retried == 1
+    notification = stored(notification)
+    assert (notification.status, notification.next_attempt_at) == ("pending", minutes(1))
+    assert notification.last_error.startswith("no complete answer within 1 s; attempt 1")
+
+
+@pytest.mark.django_db
+def test_a_host_name_idna_refuses_fails_at_once(route):
+    set_webhook(route.owner, "http://xn--a.com/hooks")  # a valid URLField value
+    notification = make_notification(route)
+    assert deliver_batch(now=NOW).failed == 1
+    assert stored(notification).last_error.startswith(
+        "the webhook URL 'http://xn--a.com/hooks' cannot be requested over HTTP(S): "
+    )
+
+
+@pytest.mark.django_db
+def test_an_incidents_events_arrive_in_order_when_an_earlier_one_is_retried(receiver, route):
+    set_webhook(route.owner, receiver.url("/status/503"))
+    opened = make_notification(route)
+    assert deliver_batch(now=NOW).retried == 1  # opened: again in a minute
+    resolved = Notification.objects.create(
+        incident=opened.incident,
+        owner=route.owner,
+        event="resolved",
+        payload={},
+        created_at=NOW + timedelta(seconds=30),
+        next_attempt_at=NOW + timedelta(seconds=30),
+    )
+    set_webhook(route.owner, receiver.url("/ok"))
+    assert deliver_batch(now=NOW + timedelta(seconds=30)).delivered == 0  # waits for opened
+    assert deliver_batch(now=minutes(1)).delivered == 1
+    assert deliver_batch(now=minutes(1)).delivered == 1
+    assert [r.headers["X-DQ-Event"] for r in receiver.received[1:]] == [
+        "incident.opened",
+        "incident.resolved",
+    ]
+    assert (stored(opened).status, stored(resolved).status) == ("delivered", "delivered")
+
+
+@pytest.mark.django_db
 def test_a_refused_connection_is_retried(route):
     set_webhook(route.owner, f"http://127.0.0.1:{closed_port()}/hooks")
     notification = make_notification(route)
@@ -293,6 +341,25 @@ def test_an_outcome_is_not_recorded_over_a_row_that_changed_while_it_was_sent(re
     notifications.record(claimed, notifications.Outcome("failed", "failed", "HTTP 410"))
     notification = stored(notification)
     assert (notification.status, notification.attempts) == ("pending", 2)
+
+
+@pytest.mark.django_db
+def test_a_late_outcome_is_not_recorded_over_a_claim_after_deliver_again(receiver, route):
+    # Batch A's lease ran out while it waited on the receiver; another batch gave up on the
+    # row, someone chose "Deliver again" (attempts back to 0) and batch C claimed it: the row
+    # has A's attempt count again, but it is C's claim.
+    notification = make_notification(route)
+    (claimed_by_a,) = notifications.claim(10, NOW)
+    Notification.objects.filter(pk=notification.pk).update(status="failed")
+    Notification.objects.filter(pk=notification.pk).deliver_again(now=minutes(10))
+    (claimed_by_c,) = notifications.claim(10, minutes(10))
+    assert claimed_by_c.attempts == claimed_by_a.attempts
+    notifications.record(claimed_by_a, notifications.Outcome("failed", "failed", "HTTP 410"))
+    notification = stored(notification)
+    assert (notification.status, notification.next_attempt_at) == (
+        "pending",
+        minutes(10) + notifications.LEASE,
+    )
 
 
 @pytest.mark.postgres

@@ -79,6 +79,21 @@ def test_an_owner_lists_only_the_notifications_of_routes_they_own(
 
 
 @pytest.mark.django_db
+def test_a_route_moved_to_another_team_leaves_its_notifications_with_the_first(
+    client, alice_owner, blog_route, search
+):
+    earlier = make_notification(blog_route)
+    blog_route.owner = search.owner
+    blog_route.save()
+    client.force_login(alice_owner)
+    assert listed(client) == {earlier.pk}  # sent to the Blog team's webhook: theirs to see
+    dana = give_role(make_user("dana-moved", is_staff=True))
+    search.owner.members.add(dana)
+    client.force_login(dana)
+    assert listed(client) == set()
+
+
+@pytest.mark.django_db
 def test_a_superuser_lists_every_notification(client, root, blog_route, search_route):
     made = {make_notification(blog_route).pk, make_notification(search_route).pk}
     client.force_login(root)

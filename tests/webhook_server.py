@@ -4,6 +4,8 @@ thread, recording every request. The path says how to answer:
 - `/ok` (or anything else): 200
 - `/status/<code>`: that status, with a short body; `?retry_after=<s>` adds Retry-After
 - `/sleep/<seconds>`: answers 200 after sleeping (past the client's timeout)
+- `/trickle/<seconds>`: answers 200 a header byte every 0.1 s for that long (never idle long
+  enough for a per-read timeout)
 """
 
 import json
@@ -38,6 +40,9 @@ class Handler(BaseHTTPRequestHandler):
                 extra["Retry-After"] = query["retry_after"][0]
         elif parts[0] == "sleep":
             time.sleep(float(parts[1]))
+        elif parts[0] == "trickle":
+            self.trickle(float(parts[1]))
+            return
         delay = float(query.get("delay", ["0"])[0])
         if delay:
             time.sleep(delay)
@@ -49,6 +54,18 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def trickle(self, seconds):
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            try:
+                self.wfile.write(b"z")
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
+            time.sleep(0.1)
+        self.wfile.write(b"\r\nContent-Length: 0\r\n\r\n")
 
     def log_message(self, *args):
         pass  # quiet tests
