@@ -24,6 +24,17 @@ def _read(name, cast, default):
         ) from exc
 
 
+def _whole_number(name, default, *, low, high=None, meaning):
+    """An integer variable within [low, high]; `meaning` says what it counts."""
+    value = _read(name, env.int, default)
+    if value < low or (high is not None and value > high):
+        expected = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ImproperlyConfigured(
+            f"{name} is out of range: expected {meaning}, {expected}; received {value}"
+        )
+    return value
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -117,8 +128,26 @@ FORM_RENDERER = "signals_app.forms.FastRenderer"
 
 # The embedded default is a SQLite file in the checkout; production is PostgreSQL
 # through psycopg 3, e.g. postgres://user:pass@host:5432/dqregistry
+_DATABASE_ENGINES = {"django.db.backends.sqlite3", "django.db.backends.postgresql"}
+
+
+def _database_url(name, default):
+    """DATABASE_URL through env.db_url, for the two databases the registry runs on. The
+    error shows the scheme received, never the whole URL (it may hold a password)."""
+    url = env.str(name, default=default) or default
+    scheme = url.partition("://")[0] if "://" in url else None
+    config = env.db_url_config(url) if scheme else {}
+    if config.get("ENGINE") not in _DATABASE_ENGINES:
+        received = f"the scheme {scheme!r}" if scheme else "a value without '<scheme>://'"
+        raise ValueError(
+            "expected postgres://user:pass@host:5432/dqregistry or sqlite:///path/db.sqlite3; "
+            f"received {received}"
+        )
+    return config
+
+
 DATABASES = {
-    "default": _read("DATABASE_URL", env.db_url, f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    "default": _read("DATABASE_URL", _database_url, f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = _read("CONN_MAX_AGE", env.int, 60)
 # Off by default: a health check is one more round trip on every request (a third of a
@@ -269,7 +298,9 @@ except ValueError:
     ) from None
 # Service keys and route/signal/environment ids are remembered per process this long:
 # a revoked key stops working, a removed name is forgotten, within it (0: off).
-DQ_INGEST_CACHE_SECONDS = _read("DQ_INGEST_CACHE_SECONDS", env.int, 10)
+DQ_INGEST_CACHE_SECONDS = _whole_number(
+    "DQ_INGEST_CACHE_SECONDS", 10, low=0, meaning="seconds (0 turns the cache off)"
+)
 DQ_METRICS_TOKEN = _read("DQ_METRICS_TOKEN", env.str, "")
 # Pruning (`python manage.py prune`, hourly from the clock). The ingestion contract
 # promises at least these memories, so shorter settings are refused.
@@ -305,14 +336,30 @@ if DQ_NOTIFICATION_RETENTION_DAYS < 1:
         "1 day and are always pruned (0 does not mean forever here); expected 1 or more, "
         f"received {DQ_NOTIFICATION_RETENTION_DAYS}"
     )
-DQ_CONTENT_MIN_SCORE = _read("DQ_CONTENT_MIN_SCORE", env.int, 70)
-DQ_REHEARSAL_MAX_AGE_DAYS = _read("DQ_REHEARSAL_MAX_AGE_DAYS", env.int, 90)
-DQ_BOARD_REFRESH_SECONDS = _read("DQ_BOARD_REFRESH_SECONDS", env.int, 60)
+DQ_CONTENT_MIN_SCORE = _whole_number("DQ_CONTENT_MIN_SCORE", 70, low=0, high=100, meaning="a score")
+DQ_REHEARSAL_MAX_AGE_DAYS = _whole_number(
+    "DQ_REHEARSAL_MAX_AGE_DAYS", 90, low=1, meaning="days a rehearsal stays fresh"
+)
+# The board reloads itself this often; under 5 seconds it would mostly be reloading.
+DQ_BOARD_REFRESH_SECONDS = _whole_number(
+    "DQ_BOARD_REFRESH_SECONDS", 60, low=5, meaning="seconds between reloads of /board"
+)
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(name, default):
+    level = env.str(name, default=default).strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}; received {level!r}")
+    return level
+
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": _read("LOG_LEVEL", env.str, "INFO")},
+    "root": {"handlers": ["console"], "level": _read("LOG_LEVEL", _log_level, "INFO")},
 }

@@ -243,12 +243,9 @@ def normalize(text):
 # The text format
 
 # Found by regular expressions over the whole text rather than by a loop over its lines:
-# this runs for every document of every import, and is most of an unchanged re-import.
+# this runs for every document of every import.
 _TITLE = re.compile(r"^.*\S.*$", re.M)
 _MARKER = re.compile(r"^[^\S\n]*" + META_MARKER + r"[^\S\n]*$", re.M | re.I)
-_FOOTER = re.compile(r"^[^\S\n]*(?:" + "|".join(FOOTER_LABELS) + ")", re.M | re.I)
-_REFERENCE_LINE = re.compile(r"^[^\S\n]*reference[^\S\n]*:?(.*)$", re.M | re.I)
-_HASH_LINE = re.compile(r"^[^\S\n]*hash[^\S\n]*:?(.*)$", re.M | re.I)
 
 
 def _article(text, path):
@@ -270,30 +267,6 @@ def _article(text, path):
     start, end = title.end() + 1, marker.start() - 1
     body = text[start:end].strip("\n") if end > start else ""
     return title.group(0).strip(), body, text.count("\n", 0, marker.start()), marker.end()
-
-
-def identify(text):
-    """(reference, hash, body) of a text document, found without parsing its meta fields,
-    or None when that cannot be told this simply (the full parse then decides).
-
-    An import compares these with the stored item first: a document with the same hash
-    and body is unchanged and is not parsed further, which makes a re-import of an
-    unchanged set several times faster than parsing every document.
-    """
-    text = normalize(text)
-    try:
-        _title, body, _marker, meta_start = _article(text, "")
-    except ContentFormatError:
-        return None
-    meta = text[meta_start:]
-    footer = _FOOTER.search(meta)
-    if footer:
-        meta = meta[: footer.start()]
-    references = _REFERENCE_LINE.findall(meta)
-    hashes = _HASH_LINE.findall(meta)
-    if len(references) != 1 or len(hashes) > 1:
-        return None
-    return references[0].strip(), hashes[0].strip() if hashes else "", body
 
 
 def parse_text(text, path="<text>"):

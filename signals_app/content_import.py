@@ -1,13 +1,14 @@
 """Import content documents into ContentItems, in bulk, idempotently.
 
-Files are parsed and written in chunks. Per chunk: one query loads the stored hash and
-body of the chunk's references; new items, their history rows and the readings of the
-touched items are written with one bulk statement each; changed items are
-bulk-updated; all in one transaction. An unchanged document (same hash and body) is
-not written at all, so a second run over the same files leaves the database as the
-first run left it.
+Files are parsed and written in chunks. Every document is parsed and validated. Per
+chunk: one query loads the stored imported fields of the chunk's references; new items,
+their history rows and the readings of the touched items are written with one bulk
+statement each; changed items are bulk-updated; all in one transaction. An unchanged
+document (every imported field equal to the stored item's) is not written at all, so a
+second run over the same files leaves the database as the first run left it.
 """
 
+import hashlib
 import json
 import logging
 import time
@@ -23,10 +24,7 @@ from .content import (
     SCORES,
     ContentDocument,
     ContentFormatError,
-    decode,
-    identify,
     parse_file,
-    parse_text,
 )
 from .models import (
     CacheStatus,
@@ -123,63 +121,39 @@ class Importer:
         self._signal_target = None
 
     def parse(self, files):
-        """The documents of `files` that need writing. A text document whose reference,
-        hash and body match the stored item is counted unchanged without a full parse
-        (one query for the whole chunk)."""
-        texts = []
-        for path in files:
-            if path.suffix.lower() == ".json":
-                texts.append((path, None, None))
-                continue
-            try:
-                text = decode(path.read_bytes(), path)
-            except OSError as exc:
-                self.result.fail(f"{path}: expected a readable file, found {exc.strerror}")
-                continue
-            except ContentFormatError as exc:
-                self.result.fail(str(exc))
-                continue
-            texts.append((path, text, identify(text)))
-        stored = _stored_identities({identity[0] for _, _, identity in texts if identity})
-
+        """The documents of `files`, each parsed and validated, first of its reference in
+        this run; a failure is counted and reported, and the other documents still go."""
         documents = []
-        for path, text, identity in texts:
-            if identity and stored.get(identity[0]) == identity[1:]:
-                self._keep(identity[0], identity[1:], path, None)
-                continue
+        for path in files:
             try:
-                if text is None:
-                    parsed = parse_file(path, keep_going=True)
-                else:
-                    parsed = [parse_text(text, path)]
+                parsed = parse_file(path, keep_going=True)
             except ContentFormatError as exc:
                 self.result.fail(str(exc))
                 continue
             for document in parsed:
                 if isinstance(document, ContentFormatError):  # one of a JSON file's documents
                     self.result.fail(str(document))
-                    continue
-                key = (document.content_hash, document.body)
-                self._keep(document.reference, key, path, document)
-                if self.seen[document.reference][2] is document:
+                elif self._first_in_run(document, path):
                     documents.append(document)
         return documents
 
-    def _keep(self, reference, key, path, document):
-        """Remember the first document of each reference in this run; a later one with the
-        same hash and body is unchanged, one with other content fails."""
-        first = self.seen.get(reference)
+    def _first_in_run(self, document, path):
+        """True for the first document of its reference in this run; a later copy with
+        every imported field equal counts as unchanged, one with other content fails."""
+        key = fingerprint(item_values(document))
+        first = self.seen.get(document.reference)
         if first is None:
-            self.seen[reference] = (key, path, document)
-            if document is None:
-                self.result.unchanged += 1
-        elif first[0] == key:
+            self.seen[document.reference] = (key, path)
+            return True
+        if first[0] == key:
             self.result.unchanged += 1
         else:
             self.result.fail(
-                f"{path}: expected each reference once per import, but {reference!r} was "
-                f"already imported from {first[1]} in this run with other content; kept that one"
+                f"{path}: expected each reference once per import, but "
+                f"{document.reference!r} was already imported from {first[1]} in this run "
+                "with other content; kept that one"
             )
+        return False
 
     def import_documents(self, documents):
         if not documents:
@@ -203,19 +177,21 @@ class Importer:
     def _write(self, documents):
         now = timezone.now()
         with transaction.atomic():
-            # One query per chunk: the stored hash and body decide unchanged or not.
+            # One query per chunk: a document is unchanged when every field it imports
+            # equals the stored item's (title, scores, flags, revision, ... not only the
+            # hash and body).
             stored = {
-                reference: (pk, content_hash, body)
-                for pk, reference, content_hash, body in ContentItem.objects.filter(
+                row[1]: (row[0], row[1:])
+                for row in ContentItem.objects.filter(
                     reference__in=[document.reference for document in documents]
-                ).values_list("pk", "reference", "content_hash", "body")
+                ).values_list("pk", *ContentDocument.ITEM_FIELDS)
             }
             new, changed = [], {}
             for document in documents:
                 existing = stored.get(document.reference)
                 if existing is None:
                     new.append(document)
-                elif existing[1:] != (document.content_hash, document.body):
+                elif existing[1] != item_values(document):
                     changed[existing[0]] = document
             unchanged = len(documents) - len(new) - len(changed)
             if self.dry_run:
@@ -456,11 +432,14 @@ def content_signal_target():
     return route, environment, signals
 
 
-def _stored_identities(references):
-    """reference -> (content_hash, body) of the stored items among `references`."""
-    if not references:
-        return {}
-    rows = ContentItem.objects.filter(reference__in=references).values_list(
-        "reference", "content_hash", "body"
-    )
-    return {reference: (content_hash, body) for reference, content_hash, body in rows}
+def item_values(document):
+    """The values a document imports, in ContentDocument.ITEM_FIELDS order (as a stored
+    item's `values_list(*ITEM_FIELDS)` gives them)."""
+    return tuple(getattr(document, name) for name in ContentDocument.ITEM_FIELDS)
+
+
+def fingerprint(values):
+    """A digest of a document's imported values, to tell two copies of a reference apart
+    without keeping every document of a run in memory."""
+    text = json.dumps(values, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).digest()

@@ -16,6 +16,8 @@ OWNERS_GROUP = "Owners"
 ROLES = {
     OWNERS_GROUP: [
         "view_route",
+        # Registering a route: the admin offers only the owner's teams and their services.
+        "add_route",
         "change_route",
         *(
             f"{action}_{model}"

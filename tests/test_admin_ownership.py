@@ -292,6 +292,50 @@ def test_owner_cannot_move_a_route_to_another_team(client, alice_owner, blog_rou
     assert blog_route.service.slug == "blog"
 
 
+def new_route_form(service, owner, path):
+    data = {"service": service.pk, "method": "GET", "path": path, "owner": owner.pk}
+    for prefix in ("thresholds", "rollback_notes"):
+        data.update(
+            {
+                f"{prefix}-TOTAL_FORMS": 0,
+                f"{prefix}-INITIAL_FORMS": 0,
+                f"{prefix}-MIN_NUM_FORMS": 0,
+                f"{prefix}-MAX_NUM_FORMS": 1000,
+            }
+        )
+    return data
+
+
+@pytest.mark.django_db
+def test_owner_registers_a_route_of_their_team_in_the_admin(client, alice_owner, blog, search):
+    client.force_login(alice_owner)
+    add_url = reverse("admin:signals_app_route_add")
+    form = client.get(add_url).context["adminform"].form
+    assert [label for _, label in form.fields["owner"].choices][1:] == ["Blog team"]
+    assert [label for _, label in form.fields["service"].choices][1:] == [str(blog)]
+
+    response = client.post(add_url, new_route_form(blog, blog.owner, "/archive/{year}"))
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert blog.routes.filter(path="/archive/{year}", owner=blog.owner).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("theirs", ["service", "owner", "both"])
+def test_owner_cannot_register_a_route_for_another_team(client, alice_owner, blog, search, theirs):
+    client.force_login(alice_owner)
+    service = search if theirs in ("service", "both") else blog
+    owner = search.owner if theirs in ("owner", "both") else blog.owner
+
+    response = client.post(
+        reverse("admin:signals_app_route_add"), new_route_form(service, owner, "/sneaky")
+    )
+
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+    assert not Route.objects.filter(path="/sneaky").exists()
+
+
 @pytest.mark.django_db
 def test_someone_owning_nothing_sees_no_curated_rows(client, mallory, blog_route):
     give_role(mallory)

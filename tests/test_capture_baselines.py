@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError, ManagementUtility, call_command
 from django.db import connection
 
 from signals_app.evaluation import (
@@ -165,6 +165,37 @@ def test_the_command_names_what_it_does_not_know():
         command("--signal", "latency")
     with pytest.raises(CommandError, match="ISO 8601"):
         command("--end", "yesterday")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--minutes", "inf"], "--minutes expects a number of minutes from 1 to 10080, .*inf"),
+        (["--minutes", "1e20"], "--minutes expects .*; received 1e\\+20"),
+        (["--minutes", "nan"], "--minutes expects .*; received nan"),
+        (["--minutes", "0"], "--minutes expects .*; received 0.0"),
+        (["--minutes", "-5"], "--minutes expects .*; received -5.0"),
+        (["--start", "yesterday"], "--start expects an ISO 8601 time .*; received 'yesterday'"),
+        (["--end", "2026-13-01T00:00:00Z"], "--end expects an ISO 8601 time"),
+    ],
+)
+def test_bad_window_options_fail_naming_the_option(route, args, message):
+    with pytest.raises(CommandError, match=message):
+        command(*args)
+    assert not Baseline.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_bad_time_from_the_shell_is_one_line_not_a_traceback(capsys):
+    # An error raised while argparse reads the options escaped run_from_argv's handler.
+    with pytest.raises(SystemExit) as exited:
+        ManagementUtility(["manage.py", "capture_baselines", "--start", "yesterday"]).execute()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "CommandError: --start expects an ISO 8601 time like 2026-11-26T07:00:00Z; "
+        "received 'yesterday'"
+    )
 
 
 @pytest.mark.django_db

@@ -8,7 +8,6 @@ import pytest
 from signals_app.content import (
     META_FIELDS,
     ContentFormatError,
-    identify,
     parse_file,
     parse_text,
 )
@@ -461,27 +460,6 @@ def test_unknown_json_fields_are_kept_in_notes(tmp_path):
     assert parse_file(path)[0].notes[-1] == 'author: {"name": "jane"}'
 
 
-# ---- identify: the cheap (reference, hash, body) an import compares before parsing
-
-
-@pytest.mark.parametrize(
-    "replacements",
-    [
-        (),
-        (("hashd1d09bf4540df2d21afa925c\n", ""),),
-        (("referenceanp-ref-022359-4690", "reference: anp-ref-022359-4690"),),
-        (("why this matters", "alphanode post meta quoted in the article"),),
-    ],
-)
-def test_identify_agrees_with_the_full_parse(replacements):
-    text = content_text(*replacements)
-    document = parse(text)
-    assert identify(text) == (document.reference, document.content_hash, document.body)
-    assert identify(text.replace("\n", "\r\n")) == identify(text)
-
-
-def test_identify_leaves_unclear_documents_to_the_full_parse():
-    assert identify(content_text().split("alphanode post meta")[0]) is None
+def test_a_label_given_twice_fails_naming_the_first_line():
     twice = content_text(("hashd1d09bf4", "hashffff\nhashd1d09bf4"))
-    assert identify(twice) is None
     assert "'hash' once" in str(format_error(twice))

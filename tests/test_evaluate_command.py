@@ -49,9 +49,24 @@ def test_loop_prints_one_line_per_run():
 
 
 @pytest.mark.django_db
-def test_loop_needs_a_positive_interval():
-    with pytest.raises(CommandError, match="positive number of seconds"):
-        evaluate("--loop", "0")
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--loop", "0"], "--loop expects a number of seconds from 0.01 to 86400"),
+        (["--loop", "nan"], "--loop expects a number of seconds .*; received nan"),
+        (["--loop", "inf"], "--loop expects .*; received inf"),
+        (["--loop", "1", "--max-runs", "0"], "--max-runs expects a number of runs of at least 1"),
+        (["--loop", "1", "--max-runs", "-1"], "--max-runs expects .*; received -1"),
+        (["--max-runs", "0"], "--max-runs expects .*; received 0"),
+        (["--loop", "60", "--prune-every", "0"], "--prune-every expects .*; received 0.0"),
+        (["--loop", "60", "--prune-every", "nan"], "--prune-every expects .*; received nan"),
+        (["--prune-every", "3600"], "--prune-every expects --loop"),
+    ],
+)
+def test_loop_options_out_of_range_fail_naming_the_option(args, message):
+    with pytest.raises(CommandError, match=message):
+        evaluate(*args)
+    assert not EvaluationRun.objects.exists()
 
 
 @pytest.mark.django_db
@@ -74,15 +89,6 @@ def test_loop_prunes_on_every_run_when_the_interval_is_shorter():
     output = evaluate("--loop", "0.01", "--max-runs", "3", "--prune-every", "0.001")
     summary = "prune: 0 idempotency records, 0 readings, 0 evaluation runs, 0 notifications deleted"
     assert output.count(summary) == 3
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    "args", [["--prune-every", "3600"], ["--loop", "60", "--prune-every", "0"]]
-)
-def test_prune_every_needs_the_loop_and_a_positive_interval(args):
-    with pytest.raises(CommandError, match="--prune-every expects --loop"):
-        evaluate(*args)
 
 
 @pytest.mark.postgres

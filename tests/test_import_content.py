@@ -326,16 +326,90 @@ def test_a_stored_reference_twice_in_one_run(tmp_path):
 
 
 @pytest.mark.django_db
-def test_an_unchanged_document_is_not_parsed_again(tmp_path):
-    # Unchanged means the same hash and body: the rest of such a document is not imported,
-    # so it is not validated again either (this is what makes a re-import fast).
+def test_a_score_change_under_the_same_hash_and_body_is_an_update(tmp_path, carol):
+    # Unchanged means every imported field is equal, not only the hash and body: a new
+    # score is recorded, gets a history row and sends the item back to review.
     run(SAMPLE_CONTENT)
+    ContentItem.objects.all().review(carol, "reviewed")
+    readings = Reading.objects.count()
     path = write_content(
-        tmp_path, "same.txt", content_text(("  • quality: 80", "  • quality: lots"))
+        tmp_path, "lower.txt", content_text(("  • quality: 80", "  • quality: 20"))
     )
+
     stdout, _ = run(path)
-    assert summary(stdout) == "created 0, updated 0, unchanged 1, failed 0"
-    assert ContentItem.objects.get().quality == 80
+
+    assert summary(stdout) == "created 0, updated 1, unchanged 0, failed 0"
+    item = ContentItem.objects.get()
+    assert (item.quality, item.review_status) == (20, "needs_review")
+    assert [h.history_type for h in item.history.order_by("history_date")] == ["+", "~"]
+    assert Reading.objects.count() == readings + 5
+    assert summary(run(path)[0]) == "created 0, updated 0, unchanged 1, failed 0"
+
+
+@pytest.mark.django_db
+def test_a_title_change_under_the_same_hash_and_body_is_an_update(tmp_path):
+    run(SAMPLE_CONTENT)
+    title = content_text().splitlines()[0]
+    path = write_content(tmp_path, "retitled.txt", content_text((title, "a better title")))
+
+    stdout, _ = run(path)
+
+    assert summary(stdout) == "created 0, updated 1, unchanged 0, failed 0"
+    assert ContentItem.objects.get().title == "a better title"
+
+
+@pytest.mark.django_db
+def test_a_stored_document_is_validated_again(tmp_path):
+    run(SAMPLE_CONTENT)
+    path = write_content(tmp_path, "same.txt", content_text(("reading time12", "reading timeabc")))
+
+    stdout, stderr = run(path, expect_failed=1)
+
+    assert summary(stdout) == "created 0, updated 0, unchanged 0, failed 1"
+    assert "expected a whole number after 'reading time'" in stderr
+    assert ContentItem.objects.get().reading_time == 12
+
+
+@pytest.mark.django_db
+def test_a_json_document_without_a_hash_is_compared_field_by_field(tmp_path):
+    first = tmp_path / "first.json"
+    first.write_text(
+        json.dumps({"reference": "j3", "title": "first", "article": "c", "quality": 90}),
+        encoding="utf-8",
+    )
+    run(first)
+    second = tmp_path / "second.json"
+    second.write_text(
+        json.dumps({"reference": "j3", "title": "third", "article": "c", "quality": 5}),
+        encoding="utf-8",
+    )
+
+    stdout, _ = run(second)
+
+    assert summary(stdout) == "created 0, updated 1, unchanged 0, failed 0"
+    item = ContentItem.objects.get()
+    assert (item.title, item.quality, item.review_status) == ("third", 5, "needs_review")
+
+
+@pytest.mark.django_db
+def test_two_different_copies_in_one_json_file_fail(tmp_path):
+    path = tmp_path / "twice.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"reference": "j3", "title": "first", "quality": 90},
+                {"reference": "j3", "title": "first", "quality": 5},
+                {"reference": "j3", "title": "first", "quality": 90},
+            ]
+        ),
+        encoding="utf-8",
+    )
+
+    stdout, stderr = run(path, expect_failed=1)
+
+    assert summary(stdout) == "created 1, updated 0, unchanged 1, failed 1"
+    assert "expected each reference once per import" in stderr
+    assert ContentItem.objects.get().quality == 90
 
 
 @pytest.mark.django_db
@@ -447,14 +521,14 @@ def test_queries_are_per_chunk_not_per_document(tmp_path, monkeypatch, django_as
     run(variant(tmp_path / "..", "warm-up", name="warm-up.txt"))  # creates the content route
 
     # Once: the content route's owner, service, route, environment and signals. Per chunk
-    # of 10 new documents: stored identities, savepoint, existing items, insert items,
+    # of 10 new documents: savepoint, existing items, insert items,
     # their ids, insert history, insert readings, release.
-    with django_assert_num_queries(5 + 2 * 8):
+    with django_assert_num_queries(5 + 2 * 7):
         stdout, _ = run(tmp_path)
     assert summary(stdout) == "created 20, updated 0, unchanged 0, failed 0"
 
-    # Unchanged: the stored identities (reference, hash, body), per chunk.
-    with django_assert_num_queries(2 * 1):
+    # Unchanged: per chunk, savepoint, the stored items' imported fields, release.
+    with django_assert_num_queries(2 * 3):
         stdout, _ = run(tmp_path)
     assert summary(stdout) == "created 0, updated 0, unchanged 20, failed 0"
 

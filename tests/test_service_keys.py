@@ -40,6 +40,21 @@ def test_create_service_key_names_the_known_services_for_an_unknown_one(blog):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--expires-in-days", "99999999"], "--expires-in-days expects .* from 1 to 3650"),
+        (["--expires-in-days", "0"], "--expires-in-days expects .*; received 0"),
+        (["--name", "n" * 101], "--name expects at most 100 characters; received 101"),
+    ],
+)
+def test_create_service_key_refuses_out_of_range_options(blog, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("create_service_key", "blog", *args, stdout=StringIO(), stderr=StringIO())
+    assert not ServiceKey.objects.exists()
+
+
+@pytest.mark.django_db
 def test_the_admin_action_shows_the_key_once_and_stores_its_hash(client, blog, django_user_model):
     admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(admin_user)

@@ -115,3 +115,29 @@ def test_connection_health_checks_are_off_unless_asked_for():
     assert "CONN_HEALTH_CHECKS is malformed" in refused(
         "shell", "-c", show, CONN_HEALTH_CHECKS="sometimes"
     )
+
+
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("DATABASE_URL", "bogus", "DATABASE_URL is malformed (expected postgres://"),
+        ("DATABASE_URL", "mysql://dq:secret@db/dq", "received the scheme 'mysql'"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL is malformed (expected one of DEBUG, INFO, WARNING"),
+        ("DQ_BOARD_REFRESH_SECONDS", "0", "DQ_BOARD_REFRESH_SECONDS is out of range"),
+        ("DQ_BOARD_REFRESH_SECONDS", "-1", "5 or more; received -1"),
+        ("DQ_CONTENT_MIN_SCORE", "200", "expected a score, from 0 to 100; received 200"),
+        ("DQ_CONTENT_MIN_SCORE", "-5", "DQ_CONTENT_MIN_SCORE is out of range"),
+        ("DQ_REHEARSAL_MAX_AGE_DAYS", "-1", "DQ_REHEARSAL_MAX_AGE_DAYS is out of range"),
+        ("DQ_INGEST_CACHE_SECONDS", "-1", "DQ_INGEST_CACHE_SECONDS is out of range"),
+    ],
+)
+def test_a_value_out_of_range_stops_start_up_naming_the_variable(variable, value, message):
+    stderr = refused("check", **{variable: value})
+    assert "ImproperlyConfigured" in stderr
+    assert message in stderr
+    assert "secret" not in stderr  # a database URL's password is never shown
+
+
+def test_the_log_level_is_read_in_any_case():
+    show = "from django.conf import settings; print(settings.LOGGING['root']['level'])"
+    assert manage("shell", "-c", show, LOG_LEVEL="debug").stdout.splitlines()[-1] == "DEBUG"

@@ -24,9 +24,9 @@ def test_it_creates_owners_with_curation_permissions():
     owners = codenames("Owners")
     for model in ("threshold", "baseline", "change", "rollbacknote"):
         assert {f"view_{model}", f"add_{model}", f"change_{model}", f"delete_{model}"} <= owners
-    assert {"view_route", "change_route", "view_reading", "change_incident"} <= owners
-    # Readings arrive through the API and routes are created by admins.
-    assert not {"add_reading", "change_reading", "add_route", "delete_route"} & owners
+    assert {"view_route", "add_route", "change_route", "view_reading", "change_incident"} <= owners
+    # Readings arrive through the API; deleting a route (and its readings) is for admins.
+    assert not {"add_reading", "change_reading", "delete_route"} & owners
 
 
 @pytest.mark.django_db
@@ -86,3 +86,19 @@ def test_the_upgrade_migration_makes_no_owners_group():
     migration = importlib.import_module("signals_app.migrations.0011_owners_see_notifications")
     migration.grant_owners(apps, SimpleNamespace(connection=connection))
     assert not Group.objects.filter(name="Owners").exists()
+
+
+@pytest.mark.django_db
+def test_the_upgrade_migration_lets_an_existing_owners_group_register_routes():
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("signals_app.migrations.0012_owners_add_routes")
+    setup_roles()
+    owners = Group.objects.get(name="Owners")
+    owners.permissions.remove(Permission.objects.get(codename="add_route"))
+    migration.grant_owners(apps, SimpleNamespace(connection=connection))
+    assert "add_route" in codenames("Owners")
+    assert "Owners: unchanged" in setup_roles()

@@ -59,6 +59,55 @@ _OK, _RETRY, _REJECT, _SALVAGE, _SPLIT = range(5)
 _REQUEST_ENTRY_LEN = 8
 
 
+# The numeric options: (default, lowest, highest or None, whole number, what it counts).
+# A value outside disables the reporter with one log line; it never raises into the host.
+# flush_interval has a floor: at 0 the thread would spin on a whole core (at 0.05 it wakes
+# 20 times a second, a few microseconds each).
+OPTIONS: dict[str, tuple[float, float, float | None, bool, str]] = {
+    "batch_size": (500, 1, REGISTRY_MAX_BATCH, True, "readings"),
+    "flush_interval": (5.0, 0.05, None, False, "seconds"),
+    "max_queue": (10_000, 1, None, True, "requests"),
+    "timeout": (5.0, 0.1, None, False, "seconds"),
+    "max_retries": (6, 0, None, True, "retries"),
+    "backoff_base": (0.5, 0.0, None, False, "seconds"),
+    "backoff_max": (30.0, 0.0, None, False, "seconds"),
+    "max_retry_after": (300.0, 0.0, None, False, "seconds"),
+    "shutdown_timeout": (5.0, 0.0, None, False, "seconds"),
+}
+
+
+def _checked_option(name: str, value: Any) -> float:
+    """The option's value as an int or float, or ValueError naming it, what it expects
+    and what it received."""
+    _default, low, high, whole, unit = OPTIONS[name]
+    try:
+        number = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    if (
+        number is None
+        or not math.isfinite(number)
+        or number < low
+        or (high is not None and number > high)
+        or (whole and not number.is_integer())
+    ):
+        kind = "a whole number" if whole else "a number"
+        limits = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+        raise ValueError(f"{name} expects {kind} of {unit} {limits}; received {value!r}")
+    return int(number) if whole else number
+
+
+def _bare_key(key: str | None) -> str | None:
+    """The key without an `Authorization` scheme pasted along with it ("Bearer dq_...")."""
+    if not isinstance(key, str):
+        return None
+    key = key.strip()
+    scheme, _, rest = key.partition(" ")
+    if scheme.lower() == "bearer" and rest.strip():
+        return rest.strip()
+    return key
+
+
 def _iso(epoch: float) -> str:
     millis = int((epoch % 1) * 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{millis:03d}Z"
@@ -106,18 +155,27 @@ class Reporter:
         instance_id: str | None = None,
     ) -> None:
         url = url or _env("DQ_URL")
-        self.key = key or _env("DQ_KEY")
+        self.key = _bare_key(key or _env("DQ_KEY"))
         self.environment = environment or _env("DQ_ENVIRONMENT") or "production"
         self.release = release or _env("DQ_RELEASE")
-        self.batch_size = max(1, min(int(batch_size), REGISTRY_MAX_BATCH))
-        self.flush_interval = float(flush_interval)
-        self.max_queue = max(1, int(max_queue))
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.backoff_base = float(backoff_base)
-        self.backoff_max = float(backoff_max)
-        self.max_retry_after = float(max_retry_after)
-        self.shutdown_timeout = float(shutdown_timeout)
+        problem = None
+        given = {
+            "batch_size": batch_size,
+            "flush_interval": flush_interval,
+            "max_queue": max_queue,
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "backoff_base": backoff_base,
+            "backoff_max": backoff_max,
+            "max_retry_after": max_retry_after,
+            "shutdown_timeout": shutdown_timeout,
+        }
+        for name, value in given.items():
+            try:
+                setattr(self, name, _checked_option(name, value))
+            except ValueError as exc:
+                problem = problem or str(exc)
+                setattr(self, name, OPTIONS[name][0])  # a disabled reporter stays usable
         self._clock = clock
         self._now = now
         self._sleep = sleep or self._interruptible_sleep
@@ -127,17 +185,25 @@ class Reporter:
 
         self.enabled = False
         self.url = url
-        if transport is None and url:
+        if problem is None and transport is None and url:
             try:
                 transport = HttpTransport(url)
                 self.url = transport.url
             except ValueError as exc:
-                log.error("dqclient: reporting disabled: %s", exc)
+                problem = str(exc)
         self._transport = transport
-        if transport is not None and self.key:
-            self.enabled = True
-        else:
+        if problem is not None:
+            log.error("dqclient: reporting disabled: %s", problem)
+        elif transport is None or not self.key:
             log.warning("dqclient: DQ_URL or DQ_KEY is not set; readings will not be reported")
+        else:
+            self.enabled = True
+            if not self.key.startswith("dq_"):
+                log.warning(
+                    "dqclient: DQ_KEY does not look like a service key (expected "
+                    "dq_<prefix>.<secret>, as create_service_key prints it); the registry "
+                    "will likely refuse it"
+                )
 
         self._reset_state()
         self._accepting = self.enabled

@@ -24,13 +24,18 @@ class Transport(Protocol):
 
 
 def readings_url(url: str) -> str:
-    """DQ_URL may be the registry's base URL or the full ingestion URL."""
+    """DQ_URL may be the registry's base URL, its API's (`.../api/v1`) or the full
+    ingestion URL, each with or without a trailing slash."""
+    if not isinstance(url, str):
+        raise ValueError(f"DQ_URL must be an http(s) URL like https://dq.example.com, got {url!r}")
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"DQ_URL must be an http(s) URL like https://dq.example.com, got {url!r}")
     path = parts.path.rstrip("/")
-    if not path.endswith("/api/v1/readings"):
+    if path.endswith("/api/v1"):
+        path += "/readings"
+    elif not path.endswith("/api/v1/readings"):
         path += "/api/v1/readings"
     return f"{parts.scheme}://{parts.netloc}{path}"
 

@@ -3,6 +3,8 @@
 import logging
 import time
 
+import pytest
+
 from dqclient import Reporter
 
 from .conftest import FakeTransport, created, problem
@@ -319,6 +321,84 @@ def test_a_malformed_url_disables_it_instead_of_raising(caplog):
     reporter = Reporter(url="registry:8000", key="k", start=False)
     assert not reporter.enabled
     assert "DQ_URL must be an http(s) URL" in caplog.text
+
+
+def test_a_malformed_url_is_one_log_line(caplog):
+    Reporter(url="registry:8000", key="dq_k.s", start=False)
+    assert [r.getMessage() for r in caplog.records] == [
+        "dqclient: reporting disabled: DQ_URL must be an http(s) URL like "
+        "https://dq.example.com, got 'registry:8000'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("batch_size", "abc", "batch_size expects a whole number of readings from 1 to 1000"),
+        ("batch_size", 0, "batch_size expects a whole number of readings from 1 to 1000"),
+        ("flush_interval", "x", "flush_interval expects a number of seconds of at least 0.05"),
+        ("flush_interval", 0, "flush_interval expects a number of seconds of at least 0.05"),
+        ("max_queue", None, "max_queue expects a whole number of requests of at least 1"),
+        ("timeout", -1, "timeout expects a number of seconds of at least 0.1"),
+        ("timeout", float("nan"), "timeout expects a number of seconds of at least 0.1"),
+        ("max_retries", 1.5, "max_retries expects a whole number of retries of at least 0"),
+        ("shutdown_timeout", True, "shutdown_timeout expects a number of seconds of at least 0"),
+    ],
+)
+def test_a_bad_option_disables_it_with_one_log_line_never_raising(caplog, option, value, expected):
+    reporter = Reporter(url="http://r.invalid", key="dq_k.s", **{option: value})
+    try:
+        assert not reporter.enabled
+        assert reporter._thread is None
+        reporter.record_request("GET", "/a", 1.0, 0)
+        assert reporter.stats()["queued"] == 0
+        assert [r.getMessage() for r in caplog.records] == [
+            f"dqclient: reporting disabled: {expected}; received {value!r}"
+        ]
+    finally:
+        reporter.close()
+
+
+def test_a_zero_flush_interval_does_not_spin(caplog):
+    reporter = Reporter(url="http://r.invalid", key="dq_k.s", flush_interval=0)
+    started = time.process_time()
+    time.sleep(0.5)
+    reporter.close()
+    assert time.process_time() - started < 0.2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://dq.example.com",
+        "http://dq.example.com/",
+        "http://dq.example.com/api/v1",
+        "http://dq.example.com/api/v1/",
+        "http://dq.example.com/api/v1/readings",
+        "http://dq.example.com/api/v1/readings/",
+    ],
+)
+def test_the_url_may_be_the_registry_its_api_or_the_readings_endpoint(url):
+    reporter = Reporter(url=url, key="dq_k.s", start=False)
+    assert reporter.url == "http://dq.example.com/api/v1/readings"
+
+
+def test_a_pasted_bearer_prefix_is_taken_off_the_key(caplog):
+    transport = FakeTransport()
+    reporter = Reporter(
+        url="http://r.invalid", key="Bearer dq_k.s", transport=transport, start=False
+    )
+    reporter.record_request("GET", "/a", 1.0, 0)
+    reporter.flush()
+    assert transport.calls[0]["headers"]["Authorization"] == "Bearer dq_k.s"
+    assert caplog.records == []
+
+
+def test_a_key_not_in_the_service_key_form_is_warned_about(caplog):
+    reporter = Reporter(url="http://r.invalid", key="my-password", start=False)
+    assert reporter.enabled
+    assert "DQ_KEY does not look like a service key" in caplog.text
+    assert "my-password" not in caplog.text
 
 
 def test_it_reads_its_configuration_from_the_environment(monkeypatch):

@@ -3,8 +3,6 @@ from datetime import UTC, datetime
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from signals_app.evaluation import (
     SEGMENTS,
@@ -12,16 +10,11 @@ from signals_app.evaluation import (
     capture_baselines,
     capture_window,
 )
+from signals_app.management.arguments import bounded, moment
 from signals_app.models import Environment, Route, Service, Signal
 
 KNOWN_LISTED = 20  # names listed after an unknown one
-
-
-def _when(value):
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise CommandError(f"expected an ISO 8601 time like 2026-11-26T07:00:00Z, got {value!r}")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+MAX_MINUTES = 7 * 24 * 60  # as POST /api/v1/baselines/capture
 
 
 class Command(BaseCommand):
@@ -39,10 +32,12 @@ class Command(BaseCommand):
         parser.add_argument("--environment", action="append", default=[], metavar="SLUG")
         parser.add_argument("--segment", action="append", choices=SEGMENTS, default=[])
         parser.add_argument(
-            "--minutes", type=float, help="Window length before --end (default 60)."
+            "--minutes",
+            type=float,
+            help=f"Window length before --end, 1 to {MAX_MINUTES} (default 60).",
         )
-        parser.add_argument("--start", type=_when, help="Window start (ISO 8601), exclusive.")
-        parser.add_argument("--end", type=_when, help="Window end (ISO 8601, default now).")
+        parser.add_argument("--start", help="Window start (ISO 8601), exclusive.")
+        parser.add_argument("--end", help="Window end (ISO 8601, default now).")
         parser.add_argument("--note", default="", help="Why this baseline was captured.")
         parser.add_argument(
             "--exclude-incidents",
@@ -53,6 +48,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         started = time.perf_counter()
+        minutes = bounded(
+            "--minutes", options["minutes"], low=1, high=MAX_MINUTES, unit="minutes", example=60
+        )
+        window_start = moment("--start", options["start"])
+        window_end = moment("--end", options["end"])
         # Every name and id must exist: a typo captures nothing and must not look like success.
         services = self._named(Service, "slug", options["service"])
         chosen = self._named(Route, "pk", options["route"])
@@ -77,9 +77,7 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"no user named {options['user']!r}")
         try:
-            start, end = capture_window(
-                start=options["start"], end=options["end"], minutes=options["minutes"]
-            )
+            start, end = capture_window(start=window_start, end=window_end, minutes=minutes)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         keys = baseline_keys(

@@ -3,7 +3,10 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from signals_app.management.arguments import bounded, text
 from signals_app.models import Service, ServiceKey
+
+MAX_EXPIRES_IN_DAYS = 3650  # ten years; leave the option out for a key that never expires
 
 
 class Command(BaseCommand):
@@ -20,13 +23,20 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, service, name, expires_in_days, **options):
+        name = text("--name", name, max_length=ServiceKey._meta.get_field("name").max_length)
+        bounded(
+            "--expires-in-days",
+            expires_in_days,
+            low=1,
+            high=MAX_EXPIRES_IN_DAYS,
+            unit="days",
+            example=90,
+        )
         try:
             target = Service.objects.get(slug=service)
         except Service.DoesNotExist:
             known = ", ".join(Service.objects.values_list("slug", flat=True)[:20]) or "none"
             raise CommandError(f"no service {service!r}; known services: {known}") from None
-        if expires_in_days is not None and expires_in_days < 1:
-            raise CommandError("--expires-in-days must be at least 1")
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
         key, raw = ServiceKey.issue(target, name=name, expires_at=expires_at)
         self.stderr.write(

@@ -6,6 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
 
 from signals_app.evaluation import run_evaluation, summary_line
+from signals_app.management.arguments import bounded
+
+MAX_LOOP_SECONDS = 24 * 60 * 60
 
 
 class Command(BaseCommand):
@@ -33,11 +36,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, loop=None, max_runs=None, prune_every=None, **options):
-        if prune_every is not None and (loop is None or prune_every <= 0):
+        bounded("--loop", loop, low=0.01, high=MAX_LOOP_SECONDS, unit="seconds", example=60)
+        bounded("--max-runs", max_runs, low=1, unit="runs", example=3)
+        if prune_every is not None and loop is None:
             raise CommandError(
-                "--prune-every expects --loop and a positive number of seconds, "
-                "e.g. --loop 60 --prune-every 3600"
+                "--prune-every expects --loop, e.g. --loop 60 --prune-every 3600; "
+                "received no --loop"
             )
+        bounded("--prune-every", prune_every, low=0.001, unit="seconds", example=3600)
         if loop is None:
             try:
                 run = run_evaluation()
@@ -45,8 +51,6 @@ class Command(BaseCommand):
                 raise CommandError(f"evaluation failed: {exc}") from exc
             self.stdout.write(summary_line(run))
             return
-        if loop <= 0:
-            raise CommandError("--loop expects a positive number of seconds, e.g. --loop 60")
 
         stopping = []
         previous = {
