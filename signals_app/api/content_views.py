@@ -16,6 +16,7 @@ from signals_app.models import ContentItem, Review
 from .filters import StrictBooleanFilter, StrictFilterSet
 from .pagination import IdCursorPagination
 from .permissions import IsPersonOrServiceReading
+from .serializers import StrictBody
 
 SCORE_BANDS = [
     ("low", "a score below DQ_CONTENT_MIN_SCORE (default 70)"),
@@ -84,7 +85,7 @@ def _one_of(values, received="%(value)r"):
     return f"expected {', '.join(values[:-1])} or {values[-1]}, received {received}"
 
 
-class ReviewSerializer(serializers.ModelSerializer):
+class ReviewSerializer(StrictBody, serializers.ModelSerializer):
     item = serializers.SlugRelatedField(slug_field="reference", read_only=True)
     decision = serializers.ChoiceField(
         choices=Review.Decision.choices,

@@ -19,7 +19,7 @@ from signals_app.models import Baseline, CacheSegment, Change, Environment, Rout
 from .authentication import is_service
 from .permissions import IsPersonOrServiceReading
 from .problems import Problem
-from .serializers import BaselineSerializer, IdRelatedField, NameRelatedField
+from .serializers import BaselineSerializer, IdRelatedField, NameRelatedField, StrictBody
 
 MAX_MINUTES = 7 * 24 * 60
 
@@ -219,7 +219,7 @@ class RouteComparisonQuerySerializer(ComparisonQuerySerializer):
         return attrs
 
 
-class BaselineCaptureSerializer(serializers.Serializer):
+class BaselineCaptureSerializer(StrictBody, serializers.Serializer):
     route = IdRelatedField(queryset=Route.objects.all())
     signal = NameRelatedField(
         slug_field="key",

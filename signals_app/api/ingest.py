@@ -86,7 +86,10 @@ def parse_body(raw):
         raise Problem(
             400,
             f"unknown top-level field(s): {', '.join(unknown)}",
-            errors=[item_error(name, "unknown field", expected=None) for name in unknown],
+            errors=[
+                item_error(name, "unknown field", expected=["readings"], received=name)
+                for name in unknown
+            ],
         )
     readings = document["readings"]
     if not isinstance(readings, list):
@@ -230,7 +233,7 @@ def validate_items(readings, now):
             continue
         if not FIELDS.issuperset(item):
             for name in sorted(set(item) - FIELDS):
-                errors.add(index, name, "unknown field", f"one of {sorted(FIELDS)}", None)
+                errors.add(index, name, "unknown field", sorted(FIELDS), _shown(name))
         before = len(errors)
 
         method = item.get("method")

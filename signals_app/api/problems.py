@@ -82,6 +82,16 @@ class Problem(exceptions.APIException):
         super().__init__(detail)
 
 
+class Described:
+    """What an error of one body key expected and received, when the key's field cannot say
+    it itself: an unknown key, a read-only one, or a rule over several fields (a serializer
+    sets these in `described`, by key)."""
+
+    def __init__(self, expected, received):
+        self.expected = expected
+        self.received = received
+
+
 def item_error(field, message, *, index=None, expected=None, received=None):
     return {
         "index": index,
@@ -186,6 +196,9 @@ def expected(field):
 def _child(spec, name):
     """The field `name` of a serializer (or of each item of a many=True one)."""
     spec = getattr(spec, "child", spec)
+    described = getattr(spec, "described", None)
+    if described and name in described:
+        return described[name]
     fields = getattr(spec, "fields", None)
     return fields.get(name) if fields is not None else None
 
@@ -213,6 +226,10 @@ def _flatten(detail, data, field=None, index=None, spec=None):
         else:
             for message in detail:
                 yield from _flatten(message, data, field, index, spec)
+    elif isinstance(spec, Described):
+        yield item_error(
+            field, str(detail), index=index, expected=spec.expected, received=spec.received
+        )
     else:
         described = None if isinstance(spec, serializers.BaseSerializer) else expected(spec)
         yield item_error(

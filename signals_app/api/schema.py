@@ -99,3 +99,13 @@ def without_trailing_slashes(result, generator, request, public):
         (path.rstrip("/") or "/"): operations for path, operations in result["paths"].items()
     }
     return result
+
+
+def closed_request_bodies(result, generator, request, public):
+    """Request bodies take only their writable fields (serializers.StrictBody): say so,
+    `additionalProperties: false`, so a client generator or fuzzer knows an extra key is
+    refused. (A read-only field sent back unchanged is accepted too, beyond the schema.)"""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+    return result

@@ -1,8 +1,11 @@
+import json
 import math
+from collections.abc import Mapping
 
 from rest_framework import serializers
 
 from signals_app.api.filters import MAX_ID
+from signals_app.api.problems import Described, shown
 from signals_app.models import (
     Baseline,
     CacheStatus,
@@ -103,6 +106,76 @@ class NameRelatedField(serializers.SlugRelatedField):
         return super().to_internal_value(data)
 
 
+# ---- every body a client writes (POST/PUT/PATCH), not query parameters
+
+
+class StrictBody:
+    """A serializer mixin: a body key that is not a writable field is a 400.
+
+    DRF ignores unknown keys, so a typo ("window" for window_minutes) silently got the
+    default. A read-only field (id, created_at, ...) is accepted with the value the
+    resource has, so a client may PUT back what it GOT; another value, or any value on
+    create, is refused ("read-only"). Errors a field cannot describe itself carry their
+    expected/received in `described` (problems.Described)."""
+
+    def to_internal_value(self, data):
+        self.described = {}
+        errors = self._strict_errors(data) if isinstance(data, Mapping) else {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not errors:
+                raise
+            raise serializers.ValidationError({**errors, **exc.detail}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+    def described_error(self, name, message, *, expected, received):
+        """A ValidationError on `name` with its own expected/received."""
+        self.described[name] = Described(expected, shown(received))
+        return serializers.ValidationError({name: message})
+
+    def _strict_errors(self, data):
+        writable = [name for name, field in self.fields.items() if not field.read_only]
+        errors = {}
+        for name in data:
+            field = self.fields.get(name)
+            if field is None:
+                self.described[name] = Described(writable, shown(name))
+                errors[name] = "unknown field"
+            elif field.read_only:
+                expected = self._read_only_expected(field, name, data[name])
+                if expected is not None:
+                    self.described[name] = Described(expected, shown(data[name]))
+                    errors[name] = "read-only"
+        return errors
+
+    def _read_only_expected(self, field, name, sent):
+        """None when `sent` is what the resource has, else what was expected, in words."""
+        if self.instance is None:
+            return "leave it out: the registry sets it"
+        if not hasattr(self, "_stored"):
+            self._stored = self.to_representation(self.instance)
+        stored = self._stored.get(name)
+        if _same(field, sent, stored):
+            return None
+        return f"leave it out, or send the stored value {json.dumps(stored)}"
+
+
+def _same(field, sent, shown_value):
+    """Whether a read-only field's value sent back is the one the resource has (as GET
+    showed it, or the same instant written another way)."""
+    if sent == shown_value:
+        return True
+    if isinstance(field, serializers.DateTimeField) and isinstance(sent, str) and shown_value:
+        try:
+            return field.to_internal_value(sent) == field.to_internal_value(shown_value)
+        except serializers.ValidationError:
+            return False
+    return False
+
+
 # ---- the registry's resources (DESIGN.md field names). Only what a client may set is
 # writable; who did it (captured_by, rehearsed_by, created_by) comes from the request.
 
@@ -113,7 +186,7 @@ def _finite(value):
     return value
 
 
-class RouteSerializer(serializers.ModelSerializer):
+class RouteSerializer(StrictBody, serializers.ModelSerializer):
     service = NameRelatedField(slug_field="slug", queryset=Service.objects.all())
     owner = NameRelatedField(
         slug_field="name",
@@ -137,19 +210,19 @@ class RouteSerializer(serializers.ModelSerializer):
         ]
 
 
-class SignalSerializer(serializers.ModelSerializer):
+class SignalSerializer(StrictBody, serializers.ModelSerializer):
     class Meta:
         model = Signal
         fields = ["key", "name", "unit", "kind", "direction"]
 
 
-class EnvironmentSerializer(serializers.ModelSerializer):
+class EnvironmentSerializer(StrictBody, serializers.ModelSerializer):
     class Meta:
         model = Environment
         fields = ["slug", "name", "is_production"]
 
 
-class _RouteScoped(serializers.ModelSerializer):
+class _RouteScoped(StrictBody, serializers.ModelSerializer):
     route = IdRelatedField(queryset=Route.objects.all())
     environment = NameRelatedField(slug_field="slug", queryset=Environment.objects.all())
 
@@ -251,7 +324,7 @@ class ChangeSerializer(_RouteScoped):
         ]
 
 
-class RollbackNoteSerializer(serializers.ModelSerializer):
+class RollbackNoteSerializer(StrictBody, serializers.ModelSerializer):
     route = IdRelatedField(queryset=Route.objects.all())
     change = IdRelatedField(queryset=Change.objects.all(), required=False, allow_null=True)
     owner = NameRelatedField(
