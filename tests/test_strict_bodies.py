@@ -224,3 +224,30 @@ def test_a_readings_batch_names_its_one_top_level_field(client, blog):
                     expect_status=400, **bearer(make_key(blog)))  # fmt: skip
     error = unknown_error(response, "reading")
     assert (error["expected"], error["received"]) == (["readings"], "reading")
+
+
+@pytest.mark.django_db
+def test_a_patch_that_changes_nothing_adds_no_history_row(client, alice, route):
+    threshold = make_threshold(route)
+    url = f"/api/v1/thresholds/{threshold.pk}"
+    client.force_login(alice)
+    for body in ({}, {"id": threshold.pk}, {"warn": 300, "signal": "response_time_ms"}):
+        call(client, "PATCH", url, body)
+    call(client, "PUT", url, call(client, "GET", url).json())
+    assert threshold.history.count() == 1  # the creation
+    call(client, "PATCH", url, {"warn": 250})
+    assert [h.warn for h in threshold.history.all()] == [250, 300]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("resource", ["baselines", "changes", "rollback-notes"])
+def test_putting_back_what_was_read_adds_no_history_row(client, alice, route, resource):
+    made = {
+        "baselines": lambda: make_baseline(route),
+        "changes": lambda: make_change(route, timezone.now(), created_by=alice),
+        "rollback-notes": lambda: RollbackNote.objects.create(route=route, steps="revert"),
+    }[resource]()
+    url = f"/api/v1/{resource}/{made.pk}"
+    client.force_login(alice)
+    call(client, "PUT", url, call(client, "GET", url).json())
+    assert made.history.count() == 1

@@ -2,6 +2,7 @@ import json
 import math
 from collections.abc import Mapping
 
+from django.core.exceptions import FieldDoesNotExist
 from rest_framework import serializers
 
 from signals_app.api.filters import MAX_ID
@@ -162,6 +163,13 @@ class StrictBody:
             return None
         return f"leave it out, or send the stored value {json.dumps(stored)}"
 
+    def update(self, instance, validated_data):
+        # A PATCH that changes nothing saves nothing: a save would add an empty row to
+        # the object's history (django-simple-history records every save).
+        if not any(_differs(instance, name, value) for name, value in validated_data.items()):
+            return instance
+        return super().update(instance, validated_data)
+
 
 def _same(field, sent, shown_value):
     """Whether a read-only field's value sent back is the one the resource has (as GET
@@ -174,6 +182,16 @@ def _same(field, sent, shown_value):
         except serializers.ValidationError:
             return False
     return False
+
+
+def _differs(instance, name, value):
+    try:
+        field = instance._meta.get_field(name)
+    except FieldDoesNotExist:
+        return True
+    if field.is_relation:  # compare ids: no query for the related row
+        return getattr(instance, field.attname) != (value.pk if value is not None else None)
+    return getattr(instance, name) != value
 
 
 # ---- the registry's resources (DESIGN.md field names). Only what a client may set is
