@@ -127,6 +127,50 @@ def test_critical_must_lie_beyond_warn_in_the_worse_direction(client, alice, blo
 
 
 @pytest.mark.django_db
+def test_levels_must_lie_in_the_range_of_the_signals_readings(client, alice, blog_route):
+    client.force_login(alice)
+    negative = payload(blog_route, warn=-100, critical=-50)
+    response = call(client, "POST", URL, negative, expect_status=400)
+    assert [(e["field"], e["expected"], e["received"]) for e in response.json()["errors"]] == [
+        ("warn", "a finite number >= 0 (duration)", -100),
+        ("critical", "a finite number >= 0 (duration)", -50),
+    ]
+    ratio = payload(blog_route, signal="error_rate", statistic="mean", warn=0.5, critical=10)
+    (error,) = call(client, "POST", URL, ratio, expect_status=400).json()["errors"]
+    assert (error["field"], error["message"], error["expected"], error["received"]) == (
+        "critical",
+        "out of range for the mean of error_rate",
+        "a finite number within [0, 1] (ratio)",
+        10,
+    )
+    assert not Threshold.objects.exists()
+
+
+@pytest.mark.django_db
+def test_count_and_rate_levels_count_readings_whatever_the_signal(client, alice, blog_route):
+    client.force_login(alice)
+    call(client, "POST", URL, payload(blog_route, signal="error_rate", statistic="rate", warn=5,
+         critical=10), expect_status=201)  # fmt: skip
+    call(client, "POST", URL, payload(blog_route, signal="error_rate", statistic="count",
+         warn=-1, critical=10), expect_status=400, expect_field="warn")  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_patch_of_the_signal_checks_the_stored_levels_against_its_range(
+    client, alice, blog_route
+):
+    threshold = make_threshold(blog_route, warn=300, critical=800)
+    client.force_login(alice)
+    url = f"{URL}/{threshold.pk}"
+    response = call(client, "PATCH", url, {"signal": "error_rate"}, expect_status=400)
+    assert {(e["field"], e["received"]) for e in response.json()["errors"]} == {
+        ("warn", 300.0),
+        ("critical", 800.0),
+    }
+    call(client, "PATCH", url, {"signal": "error_rate", "warn": 0.05, "critical": 0.2})
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("field", "value"),
     [

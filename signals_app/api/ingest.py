@@ -52,12 +52,7 @@ DEFAULT_ENVIRONMENT = "production"
 TIMESTAMP = "ISO 8601 date-time with a UTC offset, e.g. 2026-11-26T07:00:00Z"
 
 # What a value must be, per signal kind: (lowest, highest, words for `expected`).
-KIND_RANGES = {
-    Signal.Kind.DURATION: (0.0, math.inf, "a finite number >= 0 (duration)"),
-    Signal.Kind.COUNT: (0.0, math.inf, "a finite number >= 0 (count)"),
-    Signal.Kind.RATIO: (0.0, 1.0, "a finite number within [0, 1] (ratio)"),
-    Signal.Kind.SCORE: (0.0, 100.0, "a finite number within [0, 100] (score)"),
-}
+KIND_RANGES = Signal.VALUE_RANGES
 
 
 class NonFinite:

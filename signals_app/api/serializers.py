@@ -132,10 +132,10 @@ class StrictBody:
             raise serializers.ValidationError(errors)
         return value
 
-    def described_error(self, name, message, *, expected, received):
-        """A ValidationError on `name` with its own expected/received."""
+    def describe(self, name, expected, received):
+        """Say what an error on `name` expected and received, when its field cannot (a
+        rule over several fields)."""
         self.described[name] = Described(expected, shown(received))
-        return serializers.ValidationError({name: message})
 
     def _strict_errors(self, data):
         writable = [name for name, field in self.fields.items() if not field.read_only]
@@ -245,6 +245,9 @@ class _RouteScoped(StrictBody, serializers.ModelSerializer):
     environment = NameRelatedField(slug_field="slug", queryset=Environment.objects.all())
 
 
+STATISTIC_DEFAULT = Threshold._meta.get_field("statistic").default
+
+
 class ThresholdSerializer(_RouteScoped):
     signal = NameRelatedField(slug_field="key", queryset=Signal.objects.all())
     window_minutes = serializers.IntegerField(min_value=1, max_value=10080, default=15)
@@ -275,6 +278,13 @@ class ThresholdSerializer(_RouteScoped):
         signal = attrs.get("signal", instance and instance.signal)
         warn = attrs.get("warn", instance and instance.warn)
         critical = attrs.get("critical", instance and instance.critical)
+        statistic = attrs.get("statistic", instance.statistic if instance else STATISTIC_DEFAULT)
+        levels = {"warn": warn, "critical": critical}
+        out_of_range = Threshold.range_errors(signal, statistic, levels)
+        for name, (_why, expected) in out_of_range.items():
+            self.describe(name, expected, levels[name])
+        if out_of_range:
+            raise serializers.ValidationError({k: why for k, (why, _) in out_of_range.items()})
         error = Threshold.ordering_error(signal, warn, critical)
         if error:
             raise serializers.ValidationError({"critical": error})
