@@ -287,6 +287,10 @@ class ThresholdSerializer(_RouteScoped):
             raise serializers.ValidationError({k: why for k, (why, _) in out_of_range.items()})
         error = Threshold.ordering_error(signal, warn, critical)
         if error:
+            # The critical in use, from the body or stored (a PATCH of the signal alone).
+            lower = signal.direction == Signal.Direction.LOWER_IS_WORSE
+            expected = f"a number at or {'below' if lower else 'above'} warn ({warn})"
+            self.describe("critical", expected, critical)
             raise serializers.ValidationError({"critical": error})
         return attrs
 
