@@ -494,3 +494,49 @@ def test_a_route_id_of_digits_in_a_string_is_the_route(client, alice, blog):
     client.force_login(alice)
     payload = threshold_body(route, route=str(route.pk))
     call(client, "POST", "/api/v1/thresholds", payload, expect_status=201)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/v1/thresholds", "/api/v1/readings"])
+def test_a_compressed_body_is_a_415_naming_the_coding(client, alice, blog, url):
+    import gzip
+
+    client.force_login(alice)
+    body = gzip.compress(b'{"readings": []}')
+    response = client.post(url, body, content_type="application/json",
+                           HTTP_CONTENT_ENCODING="gzip", **bearer(make_key(blog)))  # fmt: skip
+    assert response.status_code == 415
+    assert response["Accept-Encoding"] == "identity"
+    problem = response.json()
+    assert problem["detail"] == (
+        "Content-Encoding gzip is not supported; send the body uncompressed (identity)"
+    )
+    (error,) = problem["errors"]
+    assert (error["field"], error["expected"], error["received"]) == (
+        "Content-Encoding",
+        ["identity"],
+        "gzip",
+    )
+
+
+@pytest.mark.django_db
+def test_identity_coding_and_a_bodiless_request_are_fine(client, mallory):
+    client.force_login(mallory)
+    call(client, "GET", "/api/v1/routes", HTTP_CONTENT_ENCODING="gzip")
+    response = client.post("/api/v1/thresholds", "{", content_type="application/json",
+                           HTTP_CONTENT_ENCODING="identity")  # fmt: skip
+    assert response.status_code == 400  # on to the JSON, which is invalid
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/v1/thresholds", "/api/v1/readings"])
+def test_an_empty_idempotency_key_is_a_400_naming_the_header(client, alice, blog, url):
+    client.force_login(alice)
+    response = call(client, "POST", url, {}, expect_status=400, expect_field="Idempotency-Key",
+                    HTTP_IDEMPOTENCY_KEY="", **bearer(make_key(blog)))  # fmt: skip
+    (error,) = response.json()["errors"]
+    assert (error["message"], error["expected"], error["received"]) == (
+        "empty",
+        "1 to 255 characters",
+        0,
+    )

@@ -15,7 +15,7 @@ DESCRIPTIONS = {
     406: "The Accept header names no JSON type",
     409: "A state conflict; an Idempotency-Key still running is retryable after Retry-After",
     413: "Body over 1 MiB or more than 1,000 readings",
-    415: "The body is not JSON",
+    415: "The body is not JSON, or is compressed (only Content-Encoding identity)",
     422: "Idempotency-Key reused with another body",
     429: "Rate limit of the key reached; see Retry-After (retryable: true)",
     500: "Unexpected error, logged",
