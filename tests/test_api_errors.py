@@ -19,9 +19,37 @@ def test_an_unknown_api_path_is_a_404_problem(client, mallory, path):
 
 
 @pytest.mark.django_db
-def test_an_unknown_object_is_a_404_problem(client, mallory):
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [
+        ("/api/v1/routes/987654", "no route with id 987654"),
+        ("/api/v1/thresholds/987654", "no threshold with id 987654"),
+        ("/api/v1/signals/nope", "no signal with key 'nope'"),
+        ("/api/v1/environments/nope", "no environment with slug 'nope'"),
+        ("/api/v1/content/nope", "no content item with reference 'nope'"),
+        ("/api/v1/content/nope/reviews", "no content item with reference 'nope'"),
+        ("/api/v1/routes/987654/status", "no route with id 987654"),
+        ("/api/v1/routes/987654/comparison", "no route with id 987654"),
+        ("/api/v1/changes/987654/comparison", "no change with id 987654"),
+    ],
+)
+def test_an_unknown_object_is_a_404_naming_the_resource_and_id(client, mallory, path, detail):
     client.force_login(mallory)
-    call(client, "GET", "/api/v1/routes/987654", expect_status=404)
+    assert call(client, "GET", path, expect_status=404).json()["detail"] == detail
+
+
+@pytest.mark.django_db
+def test_a_name_or_id_in_a_body_or_query_that_does_not_exist_is_said_as_filters_say_it(
+    client, alice, blog
+):
+    route = make_route(blog)
+    client.force_login(alice)
+    url = f"/api/v1/routes/{route.pk}/comparison?environment=nope"
+    (error,) = call(client, "GET", url, expect_status=400).json()["errors"]
+    assert (error["field"], error["message"]) == ("environment", "no environment with slug 'nope'")
+    body = threshold_body(route, route=987654)
+    (error,) = call(client, "POST", "/api/v1/thresholds", body, expect_status=400).json()["errors"]
+    assert (error["field"], error["message"]) == ("route", "no route with id 987654")
 
 
 @pytest.mark.django_db
@@ -223,7 +251,7 @@ def threshold_body(route, /, **changes):
         ("route", True, "Expected an integer id, received bool", True),
         ("route", [1], "Expected an integer id, received list", "<list>"),
         ("route", {"id": 1}, "Expected an integer id, received dict", "<dict>"),
-        ("route", 2**70, "does not exist", str(2**70)),
+        ("route", 2**70, f"no route with id {2**70}", str(2**70)),
         ("signal", [["x"]], "Expected a key string, received list", "<list>"),
         ("environment", 1, "Expected a slug string, received int", 1),
     ],
@@ -475,7 +503,7 @@ def test_a_nul_in_a_slug_field_is_a_400_naming_the_field(client, alice, blog):
     response = call(client, "POST", "/api/v1/thresholds", payload, expect_status=400)
     (error,) = response.json()["errors"]
     assert error["field"] == "signal"
-    assert "does not exist" in error["message"]
+    assert error["message"] == "no signal with key 'response_time_ms\\x00'"
 
 
 @pytest.mark.django_db

@@ -137,6 +137,34 @@ def shown(value):
     return value
 
 
+def not_found(model, field, value):
+    """A 404 that says what is missing: `no route with id 5`, `no signal with key 'x'`."""
+    field = "id" if field == "pk" else field
+    shown_value = value if isinstance(value, int) or str(value).isdigit() else repr(value)
+    return exceptions.NotFound(f"no {model._meta.verbose_name} with {field} {shown_value}")
+
+
+def get_or_404(queryset, **lookup):
+    """The one object of `queryset` matching the single `lookup`, else `not_found`."""
+    ((field, value),) = lookup.items()
+    try:
+        return queryset.get(**lookup)
+    except queryset.model.DoesNotExist:
+        raise not_found(queryset.model, field, value) from None
+
+
+class NamesMissingObject:
+    """A generic view mixin: its 404 says which resource and id (`no threshold with id
+    13`), not DRF's bare "Not found."."""
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            value = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+            raise not_found(self.get_queryset().model, self.lookup_field, value) from None
+
+
 # A related field lists the names it accepts when there are at most this many.
 MAX_KNOWN = 20
 TIMESTAMP = "an ISO 8601 date-time, e.g. 2026-11-26T07:00:00Z"

@@ -27,7 +27,7 @@ EXAMPLE_DETAILS = {
     "must be a finite number",
     401: "the API key is unknown",
     403: "route GET /search belongs to another service; this key posts only for service blog",
-    404: "Not found.",
+    404: "no route with id 987654",
     409: "a request with Idempotency-Key 'req-1' is still being processed",
     413: "1001 readings in one request; send at most 1000",
     415: "send the readings as JSON (Content-Type: application/json)",

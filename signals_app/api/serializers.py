@@ -77,11 +77,20 @@ class ProblemSerializer(serializers.Serializer):
 # look a list up as a slug (deeply nested, it recursed inside Django's lookup).
 
 
+def _noun(field):
+    return field.queryset.model._meta.verbose_name
+
+
 class IdRelatedField(serializers.PrimaryKeyRelatedField):
     default_error_messages = {
         **serializers.PrimaryKeyRelatedField.default_error_messages,
         "incorrect_type": "Incorrect type. Expected an integer id, received {data_type}.",
     }
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # As the filters say it: `no route with id 5`.
+        self.error_messages["does_not_exist"] = f"no {_noun(self)} with id {{pk_value}}"
 
     def to_internal_value(self, data):
         if isinstance(data, str) and data.isascii() and data.isdigit():
@@ -98,6 +107,11 @@ class NameRelatedField(serializers.SlugRelatedField):
         **serializers.SlugRelatedField.default_error_messages,
         "incorrect_type": "Incorrect type. Expected a {slug_name} string, received {data_type}.",
     }
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # As the filters say it: `no environment with slug 'nope'`.
+        self.error_messages["does_not_exist"] = f"no {_noun(self)} with {{slug_name}} {{value!r}}"
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
