@@ -282,6 +282,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "signals_app.api.schema.without_trailing_slashes",
+        "signals_app.api.schema.closed_request_bodies",
     ],
 }
 

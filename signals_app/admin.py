@@ -317,7 +317,13 @@ class ThresholdForm(forms.ModelForm):
         if signal is not None:
             # The model copies the direction on save; the check constraint needs it now.
             self.instance.direction = signal.direction
-        if signal is None or warn is None or critical is None:
+        if signal is None:
+            return cleaned
+        statistic = cleaned.get("statistic")
+        ranges = Threshold.range_errors(signal, statistic, {"warn": warn, "critical": critical})
+        for name, (why, expected) in ranges.items():
+            self.add_error(name, f"{why}: expected {expected}.")
+        if warn is None or critical is None or ranges:
             return cleaned
         error = Threshold.ordering_error(signal, warn, critical)
         if error:

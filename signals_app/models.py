@@ -6,6 +6,7 @@ partitioned by time and pruned later.
 
 import functools
 import hashlib
+import math
 import operator
 import secrets
 from datetime import timedelta
@@ -262,6 +263,15 @@ class Signal(models.Model):
         max_length=12, choices=Direction.choices, default=Direction.HIGHER_IS_WORSE
     )
 
+    # What a reading's value may be, per kind: (lowest, highest, in words). Ingestion
+    # refuses any other value, and a threshold's levels must lie within it (Threshold).
+    VALUE_RANGES = {
+        Kind.DURATION: (0.0, math.inf, "a finite number >= 0 (duration)"),
+        Kind.COUNT: (0.0, math.inf, "a finite number >= 0 (count)"),
+        Kind.RATIO: (0.0, 1.0, "a finite number within [0, 1] (ratio)"),
+        Kind.SCORE: (0.0, 100.0, "a finite number within [0, 100] (score)"),
+    }
+
     class Meta:
         ordering = ["key"]
 
@@ -395,6 +405,29 @@ class Threshold(models.Model):
         else:
             return None
         return f"For {signal.key} {side} (warn {warn}, critical {critical})."
+
+    @staticmethod
+    def level_range(signal, statistic):
+        """(lowest, highest, in words) a warn or critical level may be: the range of the
+        signal's readings, except for count and rate, which count readings whatever the
+        signal measures."""
+        if statistic == Statistic.COUNT:
+            return 0.0, math.inf, "a finite number >= 0 (readings in the window)"
+        if statistic == Statistic.RATE:
+            return 0.0, math.inf, "a finite number >= 0 (readings per minute)"
+        return Signal.VALUE_RANGES.get(signal.kind, (-math.inf, math.inf, "a finite number"))
+
+    @staticmethod
+    def range_errors(signal, statistic, levels):
+        """{level name: (why, expected)} for each of `levels` ({"warn": 5, ...}) outside
+        `level_range`: a level no reading can reach never fires, and one every reading
+        passes always does. Forms and the API both ask this before a save."""
+        low, high, expected = Threshold.level_range(signal, statistic)
+        return {
+            name: (f"out of range for the {statistic} of {signal.key}", expected)
+            for name, value in levels.items()
+            if value is not None and not low <= value <= high
+        }
 
     def level_for(self, value):
         """ok / warn / critical for a value, respecting the signal's direction."""

@@ -221,6 +221,21 @@ def test_threshold_form_says_what_was_expected_when_levels_are_inverted(
 
 
 @pytest.mark.django_db
+def test_threshold_form_refuses_levels_outside_the_signals_range(client, alice_owner, blog_route):
+    mine = make_threshold(blog_route, warn=300, critical=800)
+    client.force_login(alice_owner)
+    response = client.post(change_url(mine), threshold_form(mine, warn=-100, critical=-50))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["warn"] == [
+        "out of range for the p95 of response_time_ms: expected a finite number >= 0 (duration)."
+    ]
+    assert "critical" in errors
+    mine.refresh_from_db()
+    assert (mine.warn, mine.critical) == (300, 800)
+
+
+@pytest.mark.django_db
 def test_route_page_of_another_owner_is_read_only(client, alice_owner, search_route):
     make_threshold(search_route)
     client.force_login(alice_owner)

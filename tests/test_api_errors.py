@@ -19,9 +19,37 @@ def test_an_unknown_api_path_is_a_404_problem(client, mallory, path):
 
 
 @pytest.mark.django_db
-def test_an_unknown_object_is_a_404_problem(client, mallory):
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [
+        ("/api/v1/routes/987654", "no route with id 987654"),
+        ("/api/v1/thresholds/987654", "no threshold with id 987654"),
+        ("/api/v1/signals/nope", "no signal with key 'nope'"),
+        ("/api/v1/environments/nope", "no environment with slug 'nope'"),
+        ("/api/v1/content/nope", "no content item with reference 'nope'"),
+        ("/api/v1/content/nope/reviews", "no content item with reference 'nope'"),
+        ("/api/v1/routes/987654/status", "no route with id 987654"),
+        ("/api/v1/routes/987654/comparison", "no route with id 987654"),
+        ("/api/v1/changes/987654/comparison", "no change with id 987654"),
+    ],
+)
+def test_an_unknown_object_is_a_404_naming_the_resource_and_id(client, mallory, path, detail):
     client.force_login(mallory)
-    call(client, "GET", "/api/v1/routes/987654", expect_status=404)
+    assert call(client, "GET", path, expect_status=404).json()["detail"] == detail
+
+
+@pytest.mark.django_db
+def test_a_name_or_id_in_a_body_or_query_that_does_not_exist_is_said_as_filters_say_it(
+    client, alice, blog
+):
+    route = make_route(blog)
+    client.force_login(alice)
+    url = f"/api/v1/routes/{route.pk}/comparison?environment=nope"
+    (error,) = call(client, "GET", url, expect_status=400).json()["errors"]
+    assert (error["field"], error["message"]) == ("environment", "no environment with slug 'nope'")
+    body = threshold_body(route, route=987654)
+    (error,) = call(client, "POST", "/api/v1/thresholds", body, expect_status=400).json()["errors"]
+    assert (error["field"], error["message"]) == ("route", "no route with id 987654")
 
 
 @pytest.mark.django_db
@@ -223,7 +251,7 @@ def threshold_body(route, /, **changes):
         ("route", True, "Expected an integer id, received bool", True),
         ("route", [1], "Expected an integer id, received list", "<list>"),
         ("route", {"id": 1}, "Expected an integer id, received dict", "<dict>"),
-        ("route", 2**70, "does not exist", str(2**70)),
+        ("route", 2**70, f"no route with id {2**70}", str(2**70)),
         ("signal", [["x"]], "Expected a key string, received list", "<list>"),
         ("environment", 1, "Expected a slug string, received int", 1),
     ],
@@ -475,7 +503,7 @@ def test_a_nul_in_a_slug_field_is_a_400_naming_the_field(client, alice, blog):
     response = call(client, "POST", "/api/v1/thresholds", payload, expect_status=400)
     (error,) = response.json()["errors"]
     assert error["field"] == "signal"
-    assert "does not exist" in error["message"]
+    assert error["message"] == "no signal with key 'response_time_ms\\x00'"
 
 
 @pytest.mark.django_db
@@ -494,3 +522,49 @@ def test_a_route_id_of_digits_in_a_string_is_the_route(client, alice, blog):
     client.force_login(alice)
     payload = threshold_body(route, route=str(route.pk))
     call(client, "POST", "/api/v1/thresholds", payload, expect_status=201)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/v1/thresholds", "/api/v1/readings"])
+def test_a_compressed_body_is_a_415_naming_the_coding(client, alice, blog, url):
+    import gzip
+
+    client.force_login(alice)
+    body = gzip.compress(b'{"readings": []}')
+    response = client.post(url, body, content_type="application/json",
+                           HTTP_CONTENT_ENCODING="gzip", **bearer(make_key(blog)))  # fmt: skip
+    assert response.status_code == 415
+    assert response["Accept-Encoding"] == "identity"
+    problem = response.json()
+    assert problem["detail"] == (
+        "Content-Encoding gzip is not supported; send the body uncompressed (identity)"
+    )
+    (error,) = problem["errors"]
+    assert (error["field"], error["expected"], error["received"]) == (
+        "Content-Encoding",
+        ["identity"],
+        "gzip",
+    )
+
+
+@pytest.mark.django_db
+def test_identity_coding_and_a_bodiless_request_are_fine(client, mallory):
+    client.force_login(mallory)
+    call(client, "GET", "/api/v1/routes", HTTP_CONTENT_ENCODING="gzip")
+    response = client.post("/api/v1/thresholds", "{", content_type="application/json",
+                           HTTP_CONTENT_ENCODING="identity")  # fmt: skip
+    assert response.status_code == 400  # on to the JSON, which is invalid
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/v1/thresholds", "/api/v1/readings"])
+def test_an_empty_idempotency_key_is_a_400_naming_the_header(client, alice, blog, url):
+    client.force_login(alice)
+    response = call(client, "POST", url, {}, expect_status=400, expect_field="Idempotency-Key",
+                    HTTP_IDEMPOTENCY_KEY="", **bearer(make_key(blog)))  # fmt: skip
+    (error,) = response.json()["errors"]
+    assert (error["message"], error["expected"], error["received"]) == (
+        "empty",
+        "1 to 255 characters",
+        0,
+    )

@@ -60,3 +60,11 @@ def test_the_docs_page_serves_its_assets_locally(client):
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
     for cdn in ("cdn.jsdelivr", "unpkg.com", "cdnjs"):
         assert cdn not in page
+
+
+@pytest.mark.django_db
+def test_request_bodies_say_an_extra_key_is_refused(schema):
+    components = schema["components"]["schemas"]
+    for name in ("ThresholdRequest", "PatchedThresholdRequest", "BaselineCaptureRequest"):
+        assert components[name]["additionalProperties"] is False, name
+    assert "additionalProperties" not in components["Threshold"]

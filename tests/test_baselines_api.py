@@ -75,7 +75,12 @@ def test_an_owner_annotates_and_retires_a_baseline(client, bob, blog_baseline):
 @pytest.mark.django_db
 def test_the_measured_numbers_are_not_settable(client, bob, blog_baseline):
     client.force_login(bob)
-    call(client, "PATCH", f"{URL}/{blog_baseline.pk}", {"p95": 1.0, "count": 1})
+    response = call(client, "PATCH", f"{URL}/{blog_baseline.pk}", {"p95": 1.0, "count": 1},
+                    expect_status=400)  # fmt: skip
+    assert {(e["field"], e["message"]) for e in response.json()["errors"]} == {
+        ("p95", "read-only"),
+        ("count", "read-only"),
+    }
     blog_baseline.refresh_from_db()
     assert (blog_baseline.p95, blog_baseline.count) == (210.0, 120)
 

@@ -148,6 +148,16 @@ def test_it_rejects_a_huge_integer_value(post):
 
 
 @pytest.mark.django_db
+def test_a_value_of_5000_digits_is_a_field_error_in_the_clients_terms(post):
+    raw = '{"readings": [{"route": "/posts/{slug}", "signal": "db_calls", "value": %s}]}'
+    response = post(None, 400, "value", raw=raw % ("1" * 5000))
+    (error,) = response.json()["errors"]
+    assert (error["index"], error["message"]) == (0, "must be a finite number")
+    assert error["received"] == "11111111111111111111… (5000 digits)"
+    assert "set_int_max_str_digits" not in response.content.decode()
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("value", ["182.5", True, False, None, [1], {"v": 1}])
 def test_it_rejects_a_value_that_is_not_a_number(post, value):
     post(batch(reading(value=value)), 400, "value")
@@ -796,6 +806,25 @@ def test_a_replay_answers_even_after_the_route_was_removed(post, post_route):
 def test_a_lone_surrogate_is_refused_not_a_500(post, field):
     raw = json.dumps(batch(reading(**{field: "x"}))).replace('"x"', '"\\ud800"')
     post(None, 400, field, raw=raw)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "text", "message"),
+    [
+        ("idempotency_key", "a\x00b", "contains NUL (\\u0000)"),
+        ("idempotency_key", "\ud800", "contains a lone surrogate (not valid Unicode)"),
+        ("release", "\ud800", "contains a lone surrogate (not valid Unicode)"),
+        ("release", "a\x00b", "contains NUL (\\u0000)"),
+        ("route", "\ud800", "contains a lone surrogate (not valid Unicode)"),
+        ("idempotency_key", "", "must not be empty"),
+        ("idempotency_key", "k" * 256, "longer than 255 characters"),
+        ("release", 7, "must be a string"),
+    ],
+)
+def test_a_text_error_says_what_is_wrong_with_the_text(post, field, text, message):
+    (error,) = post(batch(reading(**{field: text})), 400, field).json()["errors"]
+    assert error["message"] == message
 
 
 def _wsgi_post(application, key, payload):

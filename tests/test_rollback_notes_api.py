@@ -48,12 +48,11 @@ def test_an_owner_writes_a_rollback_note_that_defaults_to_the_routes_owner(
 def test_a_rehearsal_records_who_rehearsed(client, bob, blog_route):
     note = RollbackNote.objects.create(route=blog_route, steps="revert")
     client.force_login(bob)
-    body = call(
-        client,
-        "PATCH",
-        f"{URL}/{note.pk}",
-        {"rehearsed_at": "2026-11-25T09:00:00Z", "rehearsal_outcome": "passed", "rehearsed_by": 1},
-    ).json()
+    rehearsal = {"rehearsed_at": "2026-11-25T09:00:00Z", "rehearsal_outcome": "passed"}
+    # Who rehearsed comes from the request: a body naming someone is refused.
+    call(client, "PATCH", f"{URL}/{note.pk}", {**rehearsal, "rehearsed_by": 1},
+         expect_status=400, expect_field="rehearsed_by")  # fmt: skip
+    body = call(client, "PATCH", f"{URL}/{note.pk}", rehearsal).json()
     assert body["rehearsed_by"] == "bob"
     note.refresh_from_db()
     assert note.rehearsed_by.username == "bob"

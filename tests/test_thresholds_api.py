@@ -127,6 +127,82 @@ def test_critical_must_lie_beyond_warn_in_the_worse_direction(client, alice, blo
 
 
 @pytest.mark.django_db
+def test_an_ordering_error_says_which_side_of_warn_and_the_critical_in_use(
+    client, alice, blog_route
+):
+    client.force_login(alice)
+    response = call(client, "POST", URL, payload(blog_route, warn=800, critical=300),
+                    expect_status=400)  # fmt: skip
+    (error,) = response.json()["errors"]
+    assert (error["expected"], error["received"]) == ("a number at or above warn (800.0)", 300)
+    threshold = make_threshold(blog_route, signal_key="error_rate", warn=0.2, critical=0.5)
+    response = call(client, "PATCH", f"{URL}/{threshold.pk}", {"signal": "cache_hit"},
+                    expect_status=400)  # fmt: skip
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["expected"], error["received"]) == (
+        "critical",
+        "a number at or below warn (0.2)",
+        0.5,
+    )
+    assert "lower is worse" in error["message"]
+
+
+@pytest.mark.django_db
+def test_a_number_of_5000_digits_is_a_400_in_the_clients_terms(client, alice, blog_route):
+    client.force_login(alice)
+    body = '{"route": %d, "signal": "db_calls", "warn": 1, "critical": %s}'
+    response = client.post(URL, body % (blog_route.pk, "1" * 5000), content_type="application/json")
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["message"] == "a number of 5000 digits, more than any field takes"
+    assert "set_int_max_str_digits" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_levels_must_lie_in_the_range_of_the_signals_readings(client, alice, blog_route):
+    client.force_login(alice)
+    negative = payload(blog_route, warn=-100, critical=-50)
+    response = call(client, "POST", URL, negative, expect_status=400)
+    assert [(e["field"], e["expected"], e["received"]) for e in response.json()["errors"]] == [
+        ("warn", "a finite number >= 0 (duration)", -100),
+        ("critical", "a finite number >= 0 (duration)", -50),
+    ]
+    ratio = payload(blog_route, signal="error_rate", statistic="mean", warn=0.5, critical=10)
+    (error,) = call(client, "POST", URL, ratio, expect_status=400).json()["errors"]
+    assert (error["field"], error["message"], error["expected"], error["received"]) == (
+        "critical",
+        "out of range for the mean of error_rate",
+        "a finite number within [0, 1] (ratio)",
+        10,
+    )
+    assert not Threshold.objects.exists()
+
+
+@pytest.mark.django_db
+def test_count_and_rate_levels_count_readings_whatever_the_signal(client, alice, blog_route):
+    client.force_login(alice)
+    call(client, "POST", URL, payload(blog_route, signal="error_rate", statistic="rate", warn=5,
+         critical=10), expect_status=201)  # fmt: skip
+    call(client, "POST", URL, payload(blog_route, signal="error_rate", statistic="count",
+         warn=-1, critical=10), expect_status=400, expect_field="warn")  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_patch_of_the_signal_checks_the_stored_levels_against_its_range(
+    client, alice, blog_route
+):
+    threshold = make_threshold(blog_route, warn=300, critical=800)
+    client.force_login(alice)
+    url = f"{URL}/{threshold.pk}"
+    response = call(client, "PATCH", url, {"signal": "error_rate"}, expect_status=400)
+    assert {(e["field"], e["received"]) for e in response.json()["errors"]} == {
+        ("warn", 300.0),
+        ("critical", 800.0),
+    }
+    call(client, "PATCH", url, {"signal": "error_rate", "warn": 0.05, "critical": 0.2})
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -5,7 +5,6 @@ signals_app.review_contentitem) post review decisions. Service keys have no busi
 here: they post readings.
 """
 
-from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, permissions, serializers, viewsets
@@ -16,6 +15,8 @@ from signals_app.models import ContentItem, Review
 from .filters import StrictBooleanFilter, StrictFilterSet
 from .pagination import IdCursorPagination
 from .permissions import IsPersonOrServiceReading
+from .problems import NamesMissingObject, get_or_404
+from .serializers import StrictBody
 
 SCORE_BANDS = [
     ("low", "a score below DQ_CONTENT_MIN_SCORE (default 70)"),
@@ -84,7 +85,7 @@ def _one_of(values, received="%(value)r"):
     return f"expected {', '.join(values[:-1])} or {values[-1]}, received {received}"
 
 
-class ReviewSerializer(serializers.ModelSerializer):
+class ReviewSerializer(StrictBody, serializers.ModelSerializer):
     item = serializers.SlugRelatedField(slug_field="reference", read_only=True)
     decision = serializers.ChoiceField(
         choices=Review.Decision.choices,
@@ -145,7 +146,9 @@ class IsReviewerToWrite(permissions.BasePermission):
     list=extend_schema(summary="List content; filter by review status, flags and score band"),
     retrieve=extend_schema(summary="One content item with every field"),
 )
-class ContentItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ContentItemViewSet(
+    NamesMissingObject, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     queryset = ContentItem.objects.all()
     permission_classes = [permissions.IsAuthenticated, IsPersonOrServiceReading]
     pagination_class = ByReference
@@ -174,7 +177,7 @@ class ContentReviewsView(generics.ListCreateAPIView):
 
     def get_item(self):
         reference = self.kwargs["reference"]
-        return get_object_or_404(ContentItem.objects.only("pk", "reference"), reference=reference)
+        return get_or_404(ContentItem.objects.only("pk", "reference"), reference=reference)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema has no reference

@@ -5,7 +5,6 @@ see or change what (§Roles), and render the result through serializers that als
 it in the OpenAPI schema.
 """
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -18,8 +17,8 @@ from signals_app.models import Baseline, CacheSegment, Change, Environment, Rout
 
 from .authentication import is_service
 from .permissions import IsPersonOrServiceReading
-from .problems import Problem
-from .serializers import BaselineSerializer, IdRelatedField, NameRelatedField
+from .problems import Problem, get_or_404
+from .serializers import BaselineSerializer, IdRelatedField, NameRelatedField, StrictBody
 
 MAX_MINUTES = 7 * 24 * 60
 
@@ -219,7 +218,7 @@ class RouteComparisonQuerySerializer(ComparisonQuerySerializer):
         return attrs
 
 
-class BaselineCaptureSerializer(serializers.Serializer):
+class BaselineCaptureSerializer(StrictBody, serializers.Serializer):
     route = IdRelatedField(queryset=Route.objects.all())
     signal = NameRelatedField(
         slug_field="key",
@@ -300,7 +299,7 @@ class RouteStatusView(EvaluationView):
         routes = Route.objects.all()
         if is_service(request.user):
             routes = routes.filter(service=request.user.service)
-        route = get_object_or_404(routes, pk=pk)
+        route = get_or_404(routes, pk=pk)
         return Response(RouteStatusSerializer(evaluation.route_status(route)).data)
 
 
@@ -312,7 +311,7 @@ class RouteComparisonView(EvaluationView):
         responses={200: BaselineComparisonSerializer},
     )
     def get(self, request, pk):
-        route = get_object_or_404(Route.objects.all(), pk=pk)
+        route = get_or_404(Route.objects.all(), pk=pk)
         query = RouteComparisonQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         result = evaluation.compare_to_baseline(
@@ -332,7 +331,7 @@ class ChangeComparisonView(EvaluationView):
         responses={200: ChangeComparisonSerializer},
     )
     def get(self, request, pk):
-        change = get_object_or_404(Change.objects.select_related("environment"), pk=pk)
+        change = get_or_404(Change.objects.select_related("environment"), pk=pk)
         query = ComparisonQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         result = evaluation.compare_change(

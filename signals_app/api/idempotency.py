@@ -29,23 +29,35 @@ def fingerprint(raw_body):
     return hashlib.sha256(raw_body).hexdigest()
 
 
+def malformed(key):
+    """The 400 Problem for a header value that is no key (empty, too long), else None.
+
+    ApiProblemMiddleware asks it on every API request: an empty header is a mistake
+    whichever endpoint it is sent to, not a request without a key."""
+    if key and len(key) <= MAX_LENGTH:
+        return None
+    return Problem(
+        400,
+        f"the {HEADER} header must be 1 to {MAX_LENGTH} characters; "
+        f"received {'an empty one' if not key else f'{len(key)} characters'}",
+        errors=[
+            item_error(
+                HEADER,
+                "empty" if not key else "too long",
+                expected=f"1 to {MAX_LENGTH} characters",
+                received=len(key),
+            )
+        ],
+    )
+
+
 def header_key(request):
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not key or len(key) > MAX_LENGTH:
-        raise Problem(
-            400,
-            f"the {HEADER} header must be 1 to {MAX_LENGTH} characters",
-            errors=[
-                item_error(
-                    HEADER,
-                    "invalid length",
-                    expected=f"1 to {MAX_LENGTH} characters",
-                    received=len(key),
-                )
-            ],
-        )
+    problem = malformed(key)
+    if problem is not None:
+        raise problem
     return key
 
 

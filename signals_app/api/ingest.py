@@ -52,12 +52,7 @@ DEFAULT_ENVIRONMENT = "production"
 TIMESTAMP = "ISO 8601 date-time with a UTC offset, e.g. 2026-11-26T07:00:00Z"
 
 # What a value must be, per signal kind: (lowest, highest, words for `expected`).
-KIND_RANGES = {
-    Signal.Kind.DURATION: (0.0, math.inf, "a finite number >= 0 (duration)"),
-    Signal.Kind.COUNT: (0.0, math.inf, "a finite number >= 0 (count)"),
-    Signal.Kind.RATIO: (0.0, 1.0, "a finite number within [0, 1] (ratio)"),
-    Signal.Kind.SCORE: (0.0, 100.0, "a finite number within [0, 100] (score)"),
-}
+KIND_RANGES = Signal.VALUE_RANGES
 
 
 class NonFinite:
@@ -69,10 +64,19 @@ class NonFinite:
         self.token = token
 
 
+def _integer(text):
+    """JSON's parse_int: an integer too long for Python (4,300 digits) is no finite float
+    either; kept to be refused by field, as NaN is."""
+    try:
+        return int(text)
+    except ValueError:
+        return NonFinite(f"{text[:20]}… ({len(text)} digits)")
+
+
 def parse_body(raw):
     """The `readings` list of a JSON body, or a 400/413 Problem."""
     try:
-        document = parsers.loads(raw, parse_constant=NonFinite)
+        document = parsers.loads(raw, parse_constant=NonFinite, parse_int=_integer)
     except ValueError as exc:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
         raise parsers.invalid_json(str(exc), expected='{"readings": [...]}') from None
     if not isinstance(document, dict) or "readings" not in document:
@@ -86,7 +90,10 @@ def parse_body(raw):
         raise Problem(
             400,
             f"unknown top-level field(s): {', '.join(unknown)}",
-            errors=[item_error(name, "unknown field", expected=None) for name in unknown],
+            errors=[
+                item_error(name, "unknown field", expected=["readings"], received=name)
+                for name in unknown
+            ],
         )
     readings = document["readings"]
     if not isinstance(readings, list):
@@ -136,17 +143,22 @@ class Errors(list):
         self.append(item_error(field, message, index=index, expected=expected, received=received))
 
 
-def _clean(text):
-    """No NUL (PostgreSQL text cannot hold it) and no lone surrogate (not UTF-8)."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+def _text_fault(value, limit, *, allow_empty=False):
+    """Why `value` is not text the database can store, or None."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value and not allow_empty:
+        return "must not be empty"
+    if limit and len(value) > limit:
+        return f"longer than {limit} characters"
+    if "\x00" in value:  # PostgreSQL text cannot hold it
+        return "contains NUL (\\u0000)"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not valid Unicode)"
+    return None
 
 
 def _text(item, name, index, errors, *, default=None, limit=None, expected="a string"):
@@ -155,13 +167,9 @@ def _text(item, name, index, errors, *, default=None, limit=None, expected="a st
         if default is None:
             errors.add(index, name, "required", expected, None)
         return default
-    if not isinstance(value, str) or not value or not _clean(value):
-        errors.add(
-            index, name, "must be a non-empty string of text (no NUL)", expected, _shown(value)
-        )
-        return None
-    if limit and len(value) > limit:
-        errors.add(index, name, f"longer than {limit} characters", expected, _shown(value))
+    fault = _text_fault(value, limit)
+    if fault:
+        errors.add(index, name, fault, expected, _shown(value))
         return None
     return value
 
@@ -230,7 +238,7 @@ def validate_items(readings, now):
             continue
         if not FIELDS.issuperset(item):
             for name in sorted(set(item) - FIELDS):
-                errors.add(index, name, "unknown field", f"one of {sorted(FIELDS)}", None)
+                errors.add(index, name, "unknown field", sorted(FIELDS), _shown(name))
         before = len(errors)
 
         method = item.get("method")
@@ -277,26 +285,14 @@ def validate_items(readings, now):
         release = item.get("release")
         if release is None:
             release = ""
-        elif not isinstance(release, str) or len(release) > MAX_RELEASE or not _clean(release):
-            errors.add(
-                index,
-                "release",
-                f"must be a string of at most {MAX_RELEASE} characters, without NUL",
-                "a string",
-                _shown(release),
-            )
+        elif fault := _text_fault(release, MAX_RELEASE, allow_empty=True):
+            expected = f"a string of at most {MAX_RELEASE} characters, valid Unicode, no NUL"
+            errors.add(index, "release", fault, expected, _shown(release))
 
         key = item.get("idempotency_key")
-        if key is not None and (
-            not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY or not _clean(key)
-        ):
-            errors.add(
-                index,
-                "idempotency_key",
-                f"must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters",
-                f"a string of 1 to {MAX_IDEMPOTENCY_KEY} characters",
-                _shown(key),
-            )
+        if key is not None and (fault := _text_fault(key, MAX_IDEMPOTENCY_KEY)):
+            expected = f"a string of 1 to {MAX_IDEMPOTENCY_KEY} characters, valid Unicode, no NUL"
+            errors.add(index, "idempotency_key", fault, expected, _shown(key))
 
         if len(errors) == before:
             rows.append(

@@ -5,7 +5,7 @@ import logging
 
 from django.db import InterfaceError, OperationalError
 
-from . import problems
+from . import idempotency, problems
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,40 @@ def too_large():
         "send fewer readings per request",
         errors=[problems.item_error(None, "body too large", expected=f"<= {MAX_BODY_BYTES} bytes")],
     )
+
+
+def _has_body(meta):
+    declared = meta.get("CONTENT_LENGTH")
+    return (
+        declared not in (None, "", "0")
+        or "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+    )
+
+
+def refuse_headers(request):
+    """A compressed body is a 415 naming its coding (it would fail as JSON that is not
+    UTF-8); an empty or over-long Idempotency-Key is a 400 naming the header."""
+    meta = request.META
+    coding = meta.get("HTTP_CONTENT_ENCODING", "").strip()
+    if coding and coding.lower() != "identity" and _has_body(meta):
+        return problems.json_response(
+            415,
+            f"Content-Encoding {coding} is not supported; send the body uncompressed (identity)",
+            headers={"Accept-Encoding": "identity"},
+            errors=[
+                problems.item_error(
+                    "Content-Encoding",
+                    "unsupported content coding",
+                    expected=["identity"],
+                    received=problems.shown(coding),
+                )
+            ],
+        )
+    key = meta.get("HTTP_IDEMPOTENCY_KEY")
+    problem = idempotency.malformed(key) if key is not None else None
+    if problem is not None:
+        return problems.json_response(problem.status_code, problem.detail, errors=problem.errors)
+    return None
 
 
 def guard_body(request):
@@ -78,7 +112,7 @@ class ApiProblemMiddleware:
     def __call__(self, request):
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
-        refused = guard_body(request)
+        refused = refuse_headers(request) or guard_body(request)
         if refused is not None:
             return refused
         response = self.get_response(request)

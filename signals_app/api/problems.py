@@ -82,6 +82,16 @@ class Problem(exceptions.APIException):
         super().__init__(detail)
 
 
+class Described:
+    """What an error of one body key expected and received, when the key's field cannot say
+    it itself: an unknown key, a read-only one, or a rule over several fields (a serializer
+    sets these in `described`, by key)."""
+
+    def __init__(self, expected, received):
+        self.expected = expected
+        self.received = received
+
+
 def item_error(field, message, *, index=None, expected=None, received=None):
     return {
         "index": index,
@@ -125,6 +135,34 @@ def shown(value):
     if isinstance(value, (dict, list)):
         return f"<{type(value).__name__}>"
     return value
+
+
+def not_found(model, field, value):
+    """A 404 that says what is missing: `no route with id 5`, `no signal with key 'x'`."""
+    field = "id" if field == "pk" else field
+    shown_value = value if isinstance(value, int) or str(value).isdigit() else repr(value)
+    return exceptions.NotFound(f"no {model._meta.verbose_name} with {field} {shown_value}")
+
+
+def get_or_404(queryset, **lookup):
+    """The one object of `queryset` matching the single `lookup`, else `not_found`."""
+    ((field, value),) = lookup.items()
+    try:
+        return queryset.get(**lookup)
+    except queryset.model.DoesNotExist:
+        raise not_found(queryset.model, field, value) from None
+
+
+class NamesMissingObject:
+    """A generic view mixin: its 404 says which resource and id (`no threshold with id
+    13`), not DRF's bare "Not found."."""
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            value = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+            raise not_found(self.get_queryset().model, self.lookup_field, value) from None
 
 
 # A related field lists the names it accepts when there are at most this many.
@@ -186,6 +224,9 @@ def expected(field):
 def _child(spec, name):
     """The field `name` of a serializer (or of each item of a many=True one)."""
     spec = getattr(spec, "child", spec)
+    described = getattr(spec, "described", None)
+    if described and name in described:
+        return described[name]
     fields = getattr(spec, "fields", None)
     return fields.get(name) if fields is not None else None
 
@@ -213,6 +254,10 @@ def _flatten(detail, data, field=None, index=None, spec=None):
         else:
             for message in detail:
                 yield from _flatten(message, data, field, index, spec)
+    elif isinstance(spec, Described):
+        yield item_error(
+            field, str(detail), index=index, expected=spec.expected, received=spec.received
+        )
     else:
         described = None if isinstance(spec, serializers.BaseSerializer) else expected(spec)
         yield item_error(

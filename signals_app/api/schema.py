@@ -15,7 +15,7 @@ DESCRIPTIONS = {
     406: "The Accept header names no JSON type",
     409: "A state conflict; an Idempotency-Key still running is retryable after Retry-After",
     413: "Body over 1 MiB or more than 1,000 readings",
-    415: "The body is not JSON",
+    415: "The body is not JSON, or is compressed (only Content-Encoding identity)",
     422: "Idempotency-Key reused with another body",
     429: "Rate limit of the key reached; see Retry-After (retryable: true)",
     500: "Unexpected error, logged",
@@ -27,7 +27,7 @@ EXAMPLE_DETAILS = {
     "must be a finite number",
     401: "the API key is unknown",
     403: "route GET /search belongs to another service; this key posts only for service blog",
-    404: "Not found.",
+    404: "no route with id 987654",
     409: "a request with Idempotency-Key 'req-1' is still being processed",
     413: "1001 readings in one request; send at most 1000",
     415: "send the readings as JSON (Content-Type: application/json)",
@@ -98,4 +98,14 @@ def without_trailing_slashes(result, generator, request, public):
     result["paths"] = {
         (path.rstrip("/") or "/"): operations for path, operations in result["paths"].items()
     }
+    return result
+
+
+def closed_request_bodies(result, generator, request, public):
+    """Request bodies take only their writable fields (serializers.StrictBody): say so,
+    `additionalProperties: false`, so a client generator or fuzzer knows an extra key is
+    refused. (A read-only field sent back unchanged is accepted too, beyond the schema.)"""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
     return result

@@ -1,8 +1,12 @@
+import json
 import math
+from collections.abc import Mapping
 
+from django.core.exceptions import FieldDoesNotExist
 from rest_framework import serializers
 
 from signals_app.api.filters import MAX_ID
+from signals_app.api.problems import Described, shown
 from signals_app.models import (
     Baseline,
     CacheStatus,
@@ -73,11 +77,20 @@ class ProblemSerializer(serializers.Serializer):
 # look a list up as a slug (deeply nested, it recursed inside Django's lookup).
 
 
+def _noun(field):
+    return field.queryset.model._meta.verbose_name
+
+
 class IdRelatedField(serializers.PrimaryKeyRelatedField):
     default_error_messages = {
         **serializers.PrimaryKeyRelatedField.default_error_messages,
         "incorrect_type": "Incorrect type. Expected an integer id, received {data_type}.",
     }
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # As the filters say it: `no route with id 5`.
+        self.error_messages["does_not_exist"] = f"no {_noun(self)} with id {{pk_value}}"
 
     def to_internal_value(self, data):
         if isinstance(data, str) and data.isascii() and data.isdigit():
@@ -95,12 +108,104 @@ class NameRelatedField(serializers.SlugRelatedField):
         "incorrect_type": "Incorrect type. Expected a {slug_name} string, received {data_type}.",
     }
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # As the filters say it: `no environment with slug 'nope'`.
+        self.error_messages["does_not_exist"] = f"no {_noun(self)} with {{slug_name}} {{value!r}}"
+
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("incorrect_type", slug_name=self.slug_field, data_type=type(data).__name__)
         if "\x00" in data:  # PostgreSQL text cannot hold NUL: no row has it
             self.fail("does_not_exist", slug_name=self.slug_field, value=data)
         return super().to_internal_value(data)
+
+
+# ---- every body a client writes (POST/PUT/PATCH), not query parameters
+
+
+class StrictBody:
+    """A serializer mixin: a body key that is not a writable field is a 400.
+
+    DRF ignores unknown keys, so a typo ("window" for window_minutes) silently got the
+    default. A read-only field (id, created_at, ...) is accepted with the value the
+    resource has, so a client may PUT back what it GOT; another value, or any value on
+    create, is refused ("read-only"). Errors a field cannot describe itself carry their
+    expected/received in `described` (problems.Described)."""
+
+    def to_internal_value(self, data):
+        self.described = {}
+        errors = self._strict_errors(data) if isinstance(data, Mapping) else {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not errors:
+                raise
+            raise serializers.ValidationError({**errors, **exc.detail}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+    def describe(self, name, expected, received):
+        """Say what an error on `name` expected and received, when its field cannot (a
+        rule over several fields)."""
+        self.described[name] = Described(expected, shown(received))
+
+    def _strict_errors(self, data):
+        writable = [name for name, field in self.fields.items() if not field.read_only]
+        errors = {}
+        for name in data:
+            field = self.fields.get(name)
+            if field is None:
+                self.described[name] = Described(writable, shown(name))
+                errors[name] = "unknown field"
+            elif field.read_only:
+                expected = self._read_only_expected(field, name, data[name])
+                if expected is not None:
+                    self.described[name] = Described(expected, shown(data[name]))
+                    errors[name] = "read-only"
+        return errors
+
+    def _read_only_expected(self, field, name, sent):
+        """None when `sent` is what the resource has, else what was expected, in words."""
+        if self.instance is None:
+            return "leave it out: the registry sets it"
+        if not hasattr(self, "_stored"):
+            self._stored = self.to_representation(self.instance)
+        stored = self._stored.get(name)
+        if _same(field, sent, stored):
+            return None
+        return f"leave it out, or send the stored value {json.dumps(stored)}"
+
+    def update(self, instance, validated_data):
+        # A PATCH that changes nothing saves nothing: a save would add an empty row to
+        # the object's history (django-simple-history records every save).
+        if not any(_differs(instance, name, value) for name, value in validated_data.items()):
+            return instance
+        return super().update(instance, validated_data)
+
+
+def _same(field, sent, shown_value):
+    """Whether a read-only field's value sent back is the one the resource has (as GET
+    showed it, or the same instant written another way)."""
+    if sent == shown_value:
+        return True
+    if isinstance(field, serializers.DateTimeField) and isinstance(sent, str) and shown_value:
+        try:
+            return field.to_internal_value(sent) == field.to_internal_value(shown_value)
+        except serializers.ValidationError:
+            return False
+    return False
+
+
+def _differs(instance, name, value):
+    try:
+        field = instance._meta.get_field(name)
+    except FieldDoesNotExist:
+        return True
+    if field.is_relation:  # compare ids: no query for the related row
+        return getattr(instance, field.attname) != (value.pk if value is not None else None)
+    return getattr(instance, name) != value
 
 
 # ---- the registry's resources (DESIGN.md field names). Only what a client may set is
@@ -113,7 +218,7 @@ def _finite(value):
     return value
 
 
-class RouteSerializer(serializers.ModelSerializer):
+class RouteSerializer(StrictBody, serializers.ModelSerializer):
     service = NameRelatedField(slug_field="slug", queryset=Service.objects.all())
     owner = NameRelatedField(
         slug_field="name",
@@ -137,21 +242,24 @@ class RouteSerializer(serializers.ModelSerializer):
         ]
 
 
-class SignalSerializer(serializers.ModelSerializer):
+class SignalSerializer(StrictBody, serializers.ModelSerializer):
     class Meta:
         model = Signal
         fields = ["key", "name", "unit", "kind", "direction"]
 
 
-class EnvironmentSerializer(serializers.ModelSerializer):
+class EnvironmentSerializer(StrictBody, serializers.ModelSerializer):
     class Meta:
         model = Environment
         fields = ["slug", "name", "is_production"]
 
 
-class _RouteScoped(serializers.ModelSerializer):
+class _RouteScoped(StrictBody, serializers.ModelSerializer):
     route = IdRelatedField(queryset=Route.objects.all())
     environment = NameRelatedField(slug_field="slug", queryset=Environment.objects.all())
+
+
+STATISTIC_DEFAULT = Threshold._meta.get_field("statistic").default
 
 
 class ThresholdSerializer(_RouteScoped):
@@ -184,8 +292,19 @@ class ThresholdSerializer(_RouteScoped):
         signal = attrs.get("signal", instance and instance.signal)
         warn = attrs.get("warn", instance and instance.warn)
         critical = attrs.get("critical", instance and instance.critical)
+        statistic = attrs.get("statistic", instance.statistic if instance else STATISTIC_DEFAULT)
+        levels = {"warn": warn, "critical": critical}
+        out_of_range = Threshold.range_errors(signal, statistic, levels)
+        for name, (_why, expected) in out_of_range.items():
+            self.describe(name, expected, levels[name])
+        if out_of_range:
+            raise serializers.ValidationError({k: why for k, (why, _) in out_of_range.items()})
         error = Threshold.ordering_error(signal, warn, critical)
         if error:
+            # The critical in use, from the body or stored (a PATCH of the signal alone).
+            lower = signal.direction == Signal.Direction.LOWER_IS_WORSE
+            expected = f"a number at or {'below' if lower else 'above'} warn ({warn})"
+            self.describe("critical", expected, critical)
             raise serializers.ValidationError({"critical": error})
         return attrs
 
@@ -251,7 +370,7 @@ class ChangeSerializer(_RouteScoped):
         ]
 
 
-class RollbackNoteSerializer(serializers.ModelSerializer):
+class RollbackNoteSerializer(StrictBody, serializers.ModelSerializer):
     route = IdRelatedField(queryset=Route.objects.all())
     change = IdRelatedField(queryset=Change.objects.all(), required=False, allow_null=True)
     owner = NameRelatedField(

@@ -30,7 +30,7 @@ from .permissions import (
     OwnsRoute,
     RoutePermission,
 )
-from .problems import Problem
+from .problems import NamesMissingObject, Problem
 from .serializers import (
     BaselineSerializer,
     ChangeSerializer,
@@ -160,7 +160,7 @@ def _result(accepted, submitted):
 # ---- the registry's resources
 
 
-class RegistryViewSet(viewsets.GenericViewSet):
+class RegistryViewSet(NamesMissingObject, viewsets.GenericViewSet):
     """People read everything; service keys only what a view allows (`service_keys_may_read`)."""
 
     permission_classes = [IsAuthenticated, IsPersonOrServiceReading]
