@@ -14,11 +14,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.options import (
-    TO_FIELD_VAR,
-    IncorrectLookupParameters,
-    csrf_protect_m,
-)
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -130,6 +126,19 @@ class RouteChildInline:
     def has_delete_permission(self, request, obj=None):
         allowed = super().has_delete_permission(request, obj)
         return allowed and (obj is None or owns_route(request, obj.pk))
+
+
+class NotificationsGoWithIncidents:
+    """For admins whose deletes cascade to incidents' notifications: Django asks the
+    Notification admin whether each may be deleted, which says no to everyone (its rows are
+    written by evaluation and removed by `prune`), so a route, threshold, incident, service
+    or owner with any notification could not be deleted at all. They go with their
+    incident, or their owner, whoever may delete that."""
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(Notification._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
 
 
 class AuditedAdmin(SimpleHistoryAdmin):
@@ -351,7 +360,7 @@ class RollbackNoteForm(forms.ModelForm):
 
 
 @admin.register(Owner)
-class OwnerAdmin(admin.ModelAdmin):
+class OwnerAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
     list_display = ["name", "contact_email", "webhook_url"]
     search_fields = ["name", "contact_email"]
     filter_horizontal = ["members"]
@@ -373,7 +382,7 @@ class ServiceKeyInline(admin.TabularInline):
 
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
     list_display = ["slug", "name", "owner", "base_url"]
     list_filter = ["owner"]
     list_select_related = ["owner"]
@@ -600,7 +609,7 @@ class RollbackNoteInline(PlainSelectsInline, RouteChildInline, admin.StackedInli
 
 
 @admin.register(Route)
-class RouteAdmin(admin.ModelAdmin):
+class RouteAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
     list_display = [
         "__str__",
         "owner",
@@ -631,32 +640,15 @@ class RouteAdmin(admin.ModelAdmin):
             evaluation.take_evaluation_lock()
             return super().changeform_view(request, object_id, form_url, extra_context)
 
-    @csrf_protect_m
-    def delete_view(self, request, object_id, extra_context=None):
-        """Django deletes a route in one transaction, in which its thresholds take the
-        evaluation lock before its readings go. A confirmed delete by someone who may
-        delete the route and readings deletes the readings first, chunk by chunk, each
-        its own transaction (Route.delete_readings); Django then checks everything again
-        and deletes the route as before."""
-        if request.method == "POST" and request.POST:
-            to_field = request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR))
-            if not to_field or self.to_field_allowed(request, to_field):
-                route = self.get_object(request, unquote(object_id), to_field)
-                if route is not None and self._may_delete_with_readings(request, route):
-                    route.delete_readings()
-        return super().delete_view(request, object_id, extra_context)
+    def delete_model(self, request, obj):
+        # Once Django's checks passed (every object the delete cascades to), in its
+        # transaction: the readings before the thresholds take the evaluation lock.
+        obj.delete_with_readings()
 
     def delete_queryset(self, request, queryset):
-        # The delete action: called once Django's checks passed, outside a transaction.
+        # The delete action, once Django's checks passed: each route in a transaction.
         for route in queryset:
-            route.delete_readings()
-        super().delete_queryset(request, queryset)
-
-    def _may_delete_with_readings(self, request, route):
-        # What Django checks of the route and, in perms_needed, of its readings.
-        reading_admin = self.admin_site.get_model_admin(Reading)
-        may_delete_readings = reading_admin.has_delete_permission(request)
-        return may_delete_readings and self.has_delete_permission(request, route)
+            route.delete_with_readings()
 
     @admin.action(
         description="Capture baselines of the last 60 minutes (every signal and segment)",
@@ -847,7 +839,7 @@ class RouteAdmin(admin.ModelAdmin):
 
 
 @admin.register(Threshold)
-class ThresholdAdmin(RouteOwnedAdmin, AuditedAdmin):
+class ThresholdAdmin(NotificationsGoWithIncidents, RouteOwnedAdmin, AuditedAdmin):
     form = ThresholdForm
     list_display = [
         "route",
@@ -1063,7 +1055,7 @@ class OpenFilter(admin.SimpleListFilter):
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
     list_display = [
         "threshold",
         "level",

@@ -180,10 +180,6 @@ class RouteQuerySet(models.QuerySet):
         )
 
 
-# A route's readings are deleted this many per DELETE, each its own transaction (as prune).
-READING_DELETE_CHUNK = 10_000
-
-
 class Route(models.Model):
     class Method(models.TextChoices):
         GET = "GET"
@@ -220,28 +216,17 @@ class Route(models.Model):
     def __str__(self):
         return f"{self.service.slug} {self.method} {self.path}"
 
-    def delete_readings(self, chunk_size=READING_DELETE_CHUNK):
-        """Delete this route's readings, `chunk_size` per DELETE (outside a transaction,
-        each commits on its own). Returns how many went."""
-        total = 0
-        while True:
-            chunk = Reading.objects.filter(route=self).order_by().values("pk")[:chunk_size]
-            deleted, _ = Reading.objects.filter(pk__in=chunk).delete()
-            total += deleted
-            if deleted < chunk_size:
-                return total
-
     def delete_with_readings(self):
-        """Delete the route: its readings first (delete_readings), then the route and what
-        it owns in one transaction, as delete() does.
+        """Delete the route and what it owns, its readings first, in one transaction.
 
-        Deleting its thresholds takes the evaluation lock (evaluation.wait_for_evaluation)
-        until that transaction commits; the readings, the one large table, go before it,
-        so however many a route has, they do not hold the clock back. A delete that fails
-        part-way leaves the route with some of its readings gone; deleting it again
-        finishes it."""
-        self.delete_readings()
-        return self.delete()
+        Deleting its thresholds takes the evaluation lock (evaluation.wait_for_evaluation),
+        and Django's delete sends every pre_delete before it deletes anything, so a plain
+        delete() held the lock while the readings, the one large table, went. Deleted
+        first, they no longer hold the clock back; a delete that fails (e.g. a pass holding
+        the lock past lock_timeout) rolls back whole, readings included."""
+        with transaction.atomic():
+            Reading.objects.filter(route=self).delete()
+            return self.delete()
 
 
 class Signal(models.Model):

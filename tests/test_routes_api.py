@@ -2,6 +2,7 @@
 
 import pytest
 from django.db import connection
+from django.db.models.signals import pre_delete
 
 from signals_app.models import Reading, Route, Threshold
 from tests.api import bearer, call
@@ -169,23 +170,33 @@ def test_deleting_a_route_deletes_its_readings_and_thresholds(client, root, blog
 
 
 @pytest.mark.django_db
-def test_a_routes_readings_are_deleted_in_chunks(blog_routes, django_assert_num_queries):
+def test_a_routes_readings_are_gone_before_its_thresholds_take_the_lock(blog_routes):
+    # Django sends every pre_delete before it deletes anything, and a threshold's takes the
+    # evaluation lock (signals_app.apps): what is left of the readings then waits with it.
     gone, kept = blog_routes
-    make_readings(gone, [100.0] * 5)
+    make_threshold(gone)
+    make_readings(gone, [100.0] * 3)
     make_readings(kept, [100.0])
-    # one DELETE of at most 2 readings each: 2, 2, 1
-    with django_assert_num_queries(3):
-        assert gone.delete_readings(chunk_size=2) == 5
+    left_when_locking = []
+
+    def count_readings(sender, instance, **kwargs):
+        left_when_locking.append(Reading.objects.filter(route_id=instance.route_id).count())
+
+    pre_delete.connect(count_readings, sender=Threshold, dispatch_uid="test-count-readings")
+    try:
+        gone.delete_with_readings()
+    finally:
+        pre_delete.disconnect(sender=Threshold, dispatch_uid="test-count-readings")
+    assert left_when_locking == [0]
     assert list(Reading.objects.values_list("route_id", flat=True)) == [kept.pk]
 
 
 @pytest.mark.postgres
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_routes_readings_go_before_its_delete_waits_for_a_pass(client, root, blog_routes):
-    """Deleting the thresholds takes the evaluation lock; the readings go before, each chunk
-    its own transaction. With a pass writing (the lock held elsewhere) the readings are
-    deleted and stay deleted, and only then does the route's delete wait (and time out)."""
+def test_a_route_delete_that_times_out_on_the_lock_loses_nothing(client, root, blog_routes):
+    """With a pass writing (the lock held elsewhere) the route's delete waits and times out
+    (503, retryable); it rolls back whole: the readings are all still there."""
     route = blog_routes[0]
     make_threshold(route)
     make_readings(route, [100.0] * 3)
@@ -195,13 +206,13 @@ def test_a_routes_readings_go_before_its_delete_waits_for_a_pass(client, root, b
             with connection.cursor() as cursor:
                 cursor.execute("SET lock_timeout = '200ms'")
             call(client, "DELETE", f"{URL}/{route.pk}", expect_status=503)
-            assert not Reading.objects.filter(route=route).exists()
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET lock_timeout")
-    assert Threshold.objects.filter(route=route).exists()  # the route stays, as it was
-    call(client, "DELETE", f"{URL}/{route.pk}", expect_status=204)  # again: it finishes
-    assert not Route.objects.filter(pk=route.pk).exists()
+    assert Reading.objects.filter(route=route).count() == 3
+    assert Threshold.objects.filter(route=route).exists()
+    call(client, "DELETE", f"{URL}/{route.pk}", expect_status=204)  # again: it goes
+    assert not Reading.objects.filter(route_id=route.pk).exists()
 
 
 @pytest.mark.django_db
