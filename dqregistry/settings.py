@@ -4,6 +4,7 @@ The defaults run locally (DEBUG on, SQLite file in the checkout). With DEBUG off
 SECRET_KEY and ALLOWED_HOSTS must be set and the secure defaults switch on.
 """
 
+import logging
 from pathlib import Path
 
 import environ
@@ -339,7 +340,11 @@ if DQ_NOTIFICATION_RETENTION_DAYS < 1:
     )
 DQ_CONTENT_MIN_SCORE = _whole_number("DQ_CONTENT_MIN_SCORE", 70, low=0, high=100, meaning="a score")
 DQ_REHEARSAL_MAX_AGE_DAYS = _whole_number(
-    "DQ_REHEARSAL_MAX_AGE_DAYS", 90, low=1, meaning="days a rehearsal stays fresh"
+    "DQ_REHEARSAL_MAX_AGE_DAYS",
+    90,
+    low=1,
+    high=36_500,  # a century; more overflowed the date arithmetic of ?rehearsal=stale
+    meaning="days a rehearsal stays fresh",
 )
 # The board reloads itself this often; under 5 seconds it would mostly be reloading.
 DQ_BOARD_REFRESH_SECONDS = _whole_number(
@@ -347,7 +352,8 @@ DQ_BOARD_REFRESH_SECONDS = _whole_number(
 )
 
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The names Python's logging takes (WARN and FATAL included), as LOG_LEVEL always could.
+_LOG_LEVELS = tuple(logging.getLevelNamesMapping())
 
 
 def _log_level(name, default):

@@ -122,12 +122,13 @@ def test_connection_health_checks_are_off_unless_asked_for():
     [
         ("DATABASE_URL", "bogus", "DATABASE_URL is malformed (expected postgres://"),
         ("DATABASE_URL", "mysql://dq:secret@db/dq", "received the scheme 'mysql'"),
-        ("LOG_LEVEL", "LOUD", "LOG_LEVEL is malformed (expected one of DEBUG, INFO, WARNING"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL is malformed (expected one of CRITICAL, FATAL, ERROR"),
         ("DQ_BOARD_REFRESH_SECONDS", "0", "DQ_BOARD_REFRESH_SECONDS is out of range"),
         ("DQ_BOARD_REFRESH_SECONDS", "-1", "5 or more; received -1"),
         ("DQ_CONTENT_MIN_SCORE", "200", "expected a score, from 0 to 100; received 200"),
         ("DQ_CONTENT_MIN_SCORE", "-5", "DQ_CONTENT_MIN_SCORE is out of range"),
         ("DQ_REHEARSAL_MAX_AGE_DAYS", "-1", "DQ_REHEARSAL_MAX_AGE_DAYS is out of range"),
+        ("DQ_REHEARSAL_MAX_AGE_DAYS", "1000000", "from 1 to 36500; received 1000000"),
         ("DQ_INGEST_CACHE_SECONDS", "-1", "DQ_INGEST_CACHE_SECONDS is out of range"),
     ],
 )
@@ -141,3 +142,5 @@ def test_a_value_out_of_range_stops_start_up_naming_the_variable(variable, value
 def test_the_log_level_is_read_in_any_case():
     show = "from django.conf import settings; print(settings.LOGGING['root']['level'])"
     assert manage("shell", "-c", show, LOG_LEVEL="debug").stdout.splitlines()[-1] == "DEBUG"
+    # every name Python's logging takes, as LOG_LEVEL always could
+    assert manage("shell", "-c", show, LOG_LEVEL="warn").stdout.splitlines()[-1] == "WARN"

@@ -59,42 +59,45 @@ _OK, _RETRY, _REJECT, _SALVAGE, _SPLIT = range(5)
 _REQUEST_ENTRY_LEN = 8
 
 
-# The numeric options: (default, lowest, highest or None, whole number, what it counts).
-# A value outside disables the reporter with one log line; it never raises into the host.
+# The numeric options: (default, lowest, highest, whole number, what it counts). A value
+# that is not a number disables the reporter with one log line; a number outside the range
+# is brought into it with a warning (as earlier releases clamped batch_size and max_queue),
+# so an upgrade never stops a host's reporting. It never raises into the host: the highest
+# values keep every wait within what threading and the clock accept.
 # flush_interval has a floor: at 0 the thread would spin on a whole core (at 0.05 it wakes
 # 20 times a second, a few microseconds each).
-OPTIONS: dict[str, tuple[float, float, float | None, bool, str]] = {
+OPTIONS: dict[str, tuple[float, float, float, bool, str]] = {
     "batch_size": (500, 1, REGISTRY_MAX_BATCH, True, "readings"),
-    "flush_interval": (5.0, 0.05, None, False, "seconds"),
-    "max_queue": (10_000, 1, None, True, "requests"),
-    "timeout": (5.0, 0.1, None, False, "seconds"),
-    "max_retries": (6, 0, None, True, "retries"),
-    "backoff_base": (0.5, 0.0, None, False, "seconds"),
-    "backoff_max": (30.0, 0.0, None, False, "seconds"),
-    "max_retry_after": (300.0, 0.0, None, False, "seconds"),
-    "shutdown_timeout": (5.0, 0.0, None, False, "seconds"),
+    "flush_interval": (5.0, 0.05, 3600.0, False, "seconds"),
+    "max_queue": (10_000, 1, 10_000_000, True, "requests"),
+    "timeout": (5.0, 0.1, 600.0, False, "seconds"),
+    "max_retries": (6, 0, 1000, True, "retries"),
+    "backoff_base": (0.5, 0.0, 3600.0, False, "seconds"),
+    "backoff_max": (30.0, 0.0, 3600.0, False, "seconds"),
+    "max_retry_after": (300.0, 0.0, 86_400.0, False, "seconds"),
+    "shutdown_timeout": (5.0, 0.0, 3600.0, False, "seconds"),
 }
 
 
-def _checked_option(name: str, value: Any) -> float:
-    """The option's value as an int or float, or ValueError naming it, what it expects
-    and what it received."""
+def _checked_option(name: str, value: Any) -> tuple[float, str | None]:
+    """The option's value as an int or float within its range, and a warning when it had
+    to be brought into it; ValueError naming it, what it expects and what it received when
+    it is not a (finite, whole where it counts) number."""
     _default, low, high, whole, unit = OPTIONS[name]
     try:
         number = None if isinstance(value, bool) else float(value)
     except (TypeError, ValueError, OverflowError):
         number = None
-    if (
-        number is None
-        or not math.isfinite(number)
-        or number < low
-        or (high is not None and number > high)
-        or (whole and not number.is_integer())
-    ):
+    if number is None or not math.isfinite(number) or (whole and not number.is_integer()):
         kind = "a whole number" if whole else "a number"
-        limits = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
-        raise ValueError(f"{name} expects {kind} of {unit} {limits}; received {value!r}")
-    return int(number) if whole else number
+        raise ValueError(
+            f"{name} expects {kind} of {unit} from {low:g} to {high:g}; received {value!r}"
+        )
+    kept = min(max(number, low), high)
+    warning = None
+    if kept != number:
+        warning = f"{name} {value!r} is out of range ({low:g} to {high:g} {unit}); using {kept:g}"
+    return (int(kept) if whole else kept), warning
 
 
 def _bare_key(key: str | None) -> str | None:
@@ -172,10 +175,13 @@ class Reporter:
         }
         for name, value in given.items():
             try:
-                setattr(self, name, _checked_option(name, value))
+                number, warning = _checked_option(name, value)
             except ValueError as exc:
                 problem = problem or str(exc)
-                setattr(self, name, OPTIONS[name][0])  # a disabled reporter stays usable
+                number, warning = OPTIONS[name][0], None  # a disabled reporter stays usable
+            if warning:
+                log.warning("dqclient: %s", warning)
+            setattr(self, name, number)
         self._clock = clock
         self._now = now
         self._sleep = sleep or self._interruptible_sleep

@@ -4,6 +4,7 @@ import logging
 import time
 
 import pytest
+from dqclient.reporter import OPTIONS
 
 from dqclient import Reporter
 
@@ -335,14 +336,11 @@ def test_a_malformed_url_is_one_log_line(caplog):
     "option, value, expected",
     [
         ("batch_size", "abc", "batch_size expects a whole number of readings from 1 to 1000"),
-        ("batch_size", 0, "batch_size expects a whole number of readings from 1 to 1000"),
-        ("flush_interval", "x", "flush_interval expects a number of seconds of at least 0.05"),
-        ("flush_interval", 0, "flush_interval expects a number of seconds of at least 0.05"),
-        ("max_queue", None, "max_queue expects a whole number of requests of at least 1"),
-        ("timeout", -1, "timeout expects a number of seconds of at least 0.1"),
-        ("timeout", float("nan"), "timeout expects a number of seconds of at least 0.1"),
-        ("max_retries", 1.5, "max_retries expects a whole number of retries of at least 0"),
-        ("shutdown_timeout", True, "shutdown_timeout expects a number of seconds of at least 0"),
+        ("flush_interval", "x", "flush_interval expects a number of seconds from 0.05 to 3600"),
+        ("max_queue", None, "max_queue expects a whole number of requests from 1 to 1e+07"),
+        ("timeout", float("nan"), "timeout expects a number of seconds from 0.1 to 600"),
+        ("max_retries", 1.5, "max_retries expects a whole number of retries from 0 to 1000"),
+        ("shutdown_timeout", True, "shutdown_timeout expects a number of seconds from 0 to 3600"),
     ],
 )
 def test_a_bad_option_disables_it_with_one_log_line_never_raising(caplog, option, value, expected):
@@ -357,6 +355,34 @@ def test_a_bad_option_disables_it_with_one_log_line_never_raising(caplog, option
         ]
     finally:
         reporter.close()
+
+
+@pytest.mark.parametrize(
+    "option, value, kept",
+    [
+        # earlier releases clamped these: an upgrade must not stop a host's reporting
+        ("batch_size", 5000, 1000),
+        ("batch_size", 0, 1),
+        ("max_queue", 0, 1),
+        ("flush_interval", 0, 0.05),
+        ("timeout", -1, 0.1),
+        # beyond what threading and the clock accept: OverflowError in the thread or close()
+        ("flush_interval", 1e300, 3600.0),
+        ("shutdown_timeout", 1e300, 3600.0),
+    ],
+)
+def test_a_number_out_of_range_is_brought_into_it_with_a_warning(caplog, option, value, kept):
+    reporter = Reporter(url="http://r.invalid", key="dq_k.s", **{option: value})
+    try:
+        assert reporter.enabled
+        assert getattr(reporter, option) == kept
+        assert [r.getMessage() for r in caplog.records] == [
+            f"dqclient: {option} {value!r} is out of range "
+            f"({OPTIONS[option][1]:g} to {OPTIONS[option][2]:g} {OPTIONS[option][4]}); "
+            f"using {kept:g}"
+        ]
+    finally:
+        assert reporter.close() is not False
 
 
 def test_a_zero_flush_interval_does_not_spin(caplog):
