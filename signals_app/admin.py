@@ -329,7 +329,11 @@ class ThresholdForm(forms.ModelForm):
         if signal is None:
             return cleaned
         statistic = cleaned.get("statistic")
-        ranges = Threshold.range_errors(signal, statistic, {"warn": warn, "critical": critical})
+        # Only when the levels or what they are judged by changed: a threshold saved before
+        # levels were bounded must not block the route page's other rows.
+        judged = {"signal", "statistic", "warn", "critical"} & set(self.changed_data)
+        levels = {"warn": warn, "critical": critical}
+        ranges = Threshold.range_errors(signal, statistic, levels) if judged else {}
         for name, (why, expected) in ranges.items():
             self.add_error(name, f"{why}: expected {expected}.")
         if warn is None or critical is None or ranges:

@@ -284,6 +284,23 @@ def route_page_form(route, threshold, **threshold_changes):
 
 
 @pytest.mark.django_db
+def test_a_threshold_saved_out_of_range_does_not_block_the_route_page(
+    client, alice_owner, blog_route
+):
+    # Levels were not bounded before: an untouched row must not refuse the page's save.
+    stale = make_threshold(blog_route, signal_key="error_rate", warn=2, critical=5)
+    client.force_login(alice_owner)
+    data = route_page_form(blog_route, stale)
+    data["user_impact"] = "Readers see a spinner instead of the post."
+    response = client.post(change_url(blog_route), data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+    blog_route.refresh_from_db()
+    assert blog_route.user_impact == "Readers see a spinner instead of the post."
+    data = route_page_form(blog_route, stale, warn=3)
+    assert client.post(change_url(blog_route), data).status_code == 200  # its levels: checked
+
+
+@pytest.mark.django_db
 def test_owner_edits_thresholds_inline_on_the_route_page(client, alice_owner, blog_route):
     mine = make_threshold(blog_route, warn=300, critical=800)
     client.force_login(alice_owner)

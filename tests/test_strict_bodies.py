@@ -251,3 +251,55 @@ def test_putting_back_what_was_read_adds_no_history_row(client, alice, route, re
     client.force_login(alice)
     call(client, "PUT", url, call(client, "GET", url).json())
     assert made.history.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_rollback_note_sent_back_as_read_keeps_who_rehearsed_it(client, alice, bob, route):
+    note = RollbackNote.objects.create(
+        route=route,
+        steps="revert",
+        rehearsed_at=timezone.now() - timedelta(days=1),
+        rehearsed_by=bob,
+        rehearsal_outcome="passed",
+    )
+    url = f"/api/v1/rollback-notes/{note.pk}"
+    client.force_login(alice)
+    answer = call(client, "PUT", url, call(client, "GET", url).json()).json()
+    assert answer["rehearsed_by"] == "bob"
+    assert note.history.count() == 1
+    call(client, "PATCH", url, {"rehearsed_at": timezone.now().isoformat()})
+    note.refresh_from_db()
+    assert note.rehearsed_by == alice  # a new rehearsal is the sender's
+
+
+@pytest.mark.django_db
+def test_a_threshold_saved_out_of_its_signals_range_stays_editable(client, alice, route):
+    # Levels were not bounded before; such a row must not block edits that leave them be.
+    stale = make_threshold(route, signal_key="error_rate", warn=2, critical=5)
+    url = f"/api/v1/thresholds/{stale.pk}"
+    client.force_login(alice)
+    call(client, "PATCH", url, {"min_samples": 7})
+    stale.refresh_from_db()
+    assert stale.min_samples == 7
+    response = call(client, "PATCH", url, {"warn": 3}, expect_status=400)
+    assert {e["field"] for e in response.json()["errors"]} >= {"warn"}
+
+
+@pytest.mark.django_db
+def test_a_patch_of_a_related_field_alone_is_saved(client, alice, route):
+    threshold = make_threshold(route)
+    client.force_login(alice)
+    call(client, "PATCH", f"/api/v1/thresholds/{threshold.pk}", {"environment": "staging"})
+    threshold.refresh_from_db()
+    assert threshold.environment.slug == "staging"
+    assert threshold.history.count() == 2
+
+
+@pytest.mark.django_db
+def test_at_most_100_unknown_keys_are_reported(client, alice, route):
+    client.force_login(alice)
+    body = {f"typo_{n}": 1 for n in range(5000)}
+    response = call(client, "POST", "/api/v1/thresholds", body, expect_status=400)
+    errors = response.json()["errors"]
+    assert sum(e["message"] == "unknown field" for e in errors) == 100
+    assert len(errors) < 120  # and the body's own fields' errors (route is required, ...)

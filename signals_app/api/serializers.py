@@ -23,6 +23,10 @@ from signals_app.models import (
 # ---- readings: these describe the contract in the schema; the hot path validates with
 # ingest.validate_items (see the measured figure there).
 
+# At most this many unknown or read-only keys are reported (as readings report at most 100
+# errors): each names every writable field, and 75,000 keys made a 16 MB answer.
+MAX_BODY_ERRORS = 100
+
 
 class ReadingInSerializer(serializers.Serializer):
     method = serializers.ChoiceField(choices=Route.Method.choices, default="GET")
@@ -155,6 +159,8 @@ class StrictBody:
         writable = [name for name, field in self.fields.items() if not field.read_only]
         errors = {}
         for name in data:
+            if len(errors) >= MAX_BODY_ERRORS:  # a small body must not get a huge answer
+                break
             field = self.fields.get(name)
             if field is None:
                 self.described[name] = Described(writable, shown(name))
@@ -294,7 +300,10 @@ class ThresholdSerializer(_RouteScoped):
         critical = attrs.get("critical", instance and instance.critical)
         statistic = attrs.get("statistic", instance.statistic if instance else STATISTIC_DEFAULT)
         levels = {"warn": warn, "critical": critical}
-        out_of_range = Threshold.range_errors(signal, statistic, levels)
+        # Only levels this request sets or judges anew: a threshold saved before levels
+        # were bounded (or whose signal's kind changed since) stays editable otherwise.
+        touched = {"signal", "statistic", "warn", "critical"} & set(attrs)
+        out_of_range = Threshold.range_errors(signal, statistic, levels) if touched else {}
         for name, (_why, expected) in out_of_range.items():
             self.describe(name, expected, levels[name])
         if out_of_range:

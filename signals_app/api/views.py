@@ -306,6 +306,15 @@ class ChangeViewSet(OwnedByRouteViewSet, mixins.CreateModelMixin):
     recorded_user_field = "created_by"
 
 
+def _rehearsal_changed(note, data):
+    """Whether the body records a rehearsal other than the stored one: a note sent back as
+    it was read keeps who rehearsed it (and saves nothing)."""
+    fields = [name for name in ("rehearsed_at", "rehearsal_outcome") if name in data]
+    if note is None:
+        return bool(fields)
+    return any(getattr(note, name) != data[name] for name in fields)
+
+
 class RollbackNoteViewSet(OwnedByRouteViewSet, mixins.CreateModelMixin):
     queryset = RollbackNote.objects.select_related("owner", "rehearsed_by")
     serializer_class = RollbackNoteSerializer
@@ -319,7 +328,7 @@ class RollbackNoteViewSet(OwnedByRouteViewSet, mixins.CreateModelMixin):
             route = data.get("route") or serializer.instance.route
             if owner.pk != route.owner_id and not owner.members.filter(pk=user.pk).exists():
                 raise PermissionDenied(f"{owner.name} is neither the route's owner nor yours")
-        if "rehearsed_at" in data or "rehearsal_outcome" in data:
+        if _rehearsal_changed(serializer.instance, data):
             extra["rehearsed_by"] = user if data.get("rehearsed_at") else None
         serializer.save(**extra)
 
