@@ -229,6 +229,14 @@ class Route(models.Model):
             return self.delete()
 
 
+# The largest magnitude a reading's value may have, whatever its kind. 1e12 ms is 31 years
+# and 1e12 database calls in one request is no measurement, so a larger value can only be a
+# client's bug; and a bound keeps every sum of a window finite: a billion readings of 1e12
+# add up to 1e21, while three of 1.7e308 overflowed (PostgreSQL's avg() raised "value out of
+# range", which failed the whole evaluation pass; SQLite stored inf, which JSON cannot carry).
+MAX_READING_MAGNITUDE = 1e12
+
+
 class Signal(models.Model):
     class Kind(models.TextChoices):
         DURATION = "duration"
@@ -251,8 +259,8 @@ class Signal(models.Model):
     # What a reading's value may be, per kind: (lowest, highest, in words). Ingestion
     # refuses any other value, and a threshold's levels must lie within it (Threshold).
     VALUE_RANGES = {
-        Kind.DURATION: (0.0, math.inf, "a finite number >= 0 (duration)"),
-        Kind.COUNT: (0.0, math.inf, "a finite number >= 0 (count)"),
+        Kind.DURATION: (0.0, MAX_READING_MAGNITUDE, "a finite number >= 0 and <= 1e12 (duration)"),
+        Kind.COUNT: (0.0, MAX_READING_MAGNITUDE, "a finite number >= 0 and <= 1e12 (count)"),
         Kind.RATIO: (0.0, 1.0, "a finite number within [0, 1] (ratio)"),
         Kind.SCORE: (0.0, 100.0, "a finite number within [0, 100] (score)"),
     }

@@ -230,7 +230,8 @@ def test_threshold_form_refuses_levels_outside_the_signals_range(client, alice_o
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert errors["warn"] == [
-        "out of range for the p95 of response_time_ms: expected a finite number >= 0 (duration)."
+        "out of range for the p95 of response_time_ms: "
+        "expected a finite number >= 0 and <= 1e12 (duration)."
     ]
     assert "critical" in errors
     mine.refresh_from_db()

@@ -158,6 +158,28 @@ def test_a_value_of_5000_digits_is_a_field_error_in_the_clients_terms(post):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("signal", "value"), [("response_time_ms", 1.7e308), ("db_calls", 1e12 + 1), ("db_calls", 1e13)]
+)
+def test_it_rejects_a_finite_value_beyond_1e12(post, signal, value):
+    # Three readings of 1.7e308 overflowed every mean: the evaluation pass failed for all.
+    response = post(batch(reading(signal=signal, value=value)), 400, "value")
+    problem = response.json()
+    (error,) = problem["errors"]
+    assert error["expected"].endswith(
+        "<= 1e12 (duration)" if signal == "response_time_ms" else "<= 1e12 (count)"
+    )
+    assert error["received"] == value
+    assert problem["retryable"] is False
+    assert not Reading.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_accepts_a_value_of_exactly_1e12(post):
+    post(batch(reading(value=1e12), reading(signal="db_calls", value=10**12)))
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("value", ["182.5", True, False, None, [1], {"v": 1}])
 def test_it_rejects_a_value_that_is_not_a_number(post, value):
     post(batch(reading(value=value)), 400, "value")

@@ -164,8 +164,8 @@ def test_levels_must_lie_in_the_range_of_the_signals_readings(client, alice, blo
     negative = payload(blog_route, warn=-100, critical=-50)
     response = call(client, "POST", URL, negative, expect_status=400)
     assert [(e["field"], e["expected"], e["received"]) for e in response.json()["errors"]] == [
-        ("warn", "a finite number >= 0 (duration)", -100),
-        ("critical", "a finite number >= 0 (duration)", -50),
+        ("warn", "a finite number >= 0 and <= 1e12 (duration)", -100),
+        ("critical", "a finite number >= 0 and <= 1e12 (duration)", -50),
     ]
     ratio = payload(blog_route, signal="error_rate", statistic="mean", warn=0.5, critical=10)
     (error,) = call(client, "POST", URL, ratio, expect_status=400).json()["errors"]

@@ -20,7 +20,14 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import connection
 
-from signals_app.models import CacheStatus, Environment, Reading, Route, Signal
+from signals_app.models import (
+    MAX_READING_MAGNITUDE,
+    CacheStatus,
+    Environment,
+    Reading,
+    Route,
+    Signal,
+)
 from signals_app.sql import float_array, int_array, text_array, timestamp_array
 
 from . import parsers
@@ -53,6 +60,7 @@ TIMESTAMP = "ISO 8601 date-time with a UTC offset, e.g. 2026-11-26T07:00:00Z"
 
 # What a value must be, per signal kind: (lowest, highest, words for `expected`).
 KIND_RANGES = Signal.VALUE_RANGES
+ANY_KIND = (-MAX_READING_MAGNITUDE, MAX_READING_MAGNITUDE, "a finite number within [-1e12, 1e12]")
 
 
 class NonFinite:
@@ -433,7 +441,7 @@ def _match(service, rows, own_routes, other_routes, signals, environments):
         if signal is None:
             errors.add(index, "signal", "unknown signal", "a registered signal key", signal_key)
         else:
-            low, high, expected = KIND_RANGES.get(signal[1], (-math.inf, math.inf, "a number"))
+            low, high, expected = KIND_RANGES.get(signal[1], ANY_KIND)
             if not low <= value <= high:
                 errors.add(index, "value", f"out of range for {signal_key}", expected, value)
         environment_id = environments.get(env_slug)

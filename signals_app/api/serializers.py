@@ -33,7 +33,7 @@ class ReadingInSerializer(serializers.Serializer):
     route = serializers.CharField(max_length=500, help_text="Path template, e.g. /posts/{slug}")
     signal = serializers.CharField(help_text="A signal key, e.g. response_time_ms")
     value = serializers.FloatField(
-        help_text="Finite; durations and counts >= 0, ratios within [0, 1], scores [0, 100]"
+        help_text="Finite; durations and counts 0 to 1e12, ratios [0, 1], scores [0, 100]"
     )
     environment = serializers.CharField(default="production")
     observed_at = serializers.DateTimeField(
