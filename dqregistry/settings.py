@@ -261,6 +261,11 @@ REST_FRAMEWORK = {
     # The API speaks JSON only: a form or multipart body is a 415.
     # Nesting deeper than signals_app.api.parsers.MAX_DEPTH is a 400, never a RecursionError.
     "DEFAULT_PARSER_CLASSES": ["signals_app.api.parsers.JSONParser"],
+    # A stored number JSON cannot carry (inf) is null, not a 500.
+    "DEFAULT_RENDERER_CLASSES": [
+        "signals_app.api.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,

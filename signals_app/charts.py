@@ -215,11 +215,15 @@ LEFT, RIGHT, TOP, BOTTOM = 62, 96, 14, 40
 
 
 def nice_step(span, target_ticks=4):
-    """A 1/2/2.5/5 × 10^k step that cuts `span` into about `target_ticks` parts."""
-    if span <= 0:
-        return 1.0
+    """A 1/2/2.5/5 × 10^k step that cuts `span` into about `target_ticks` parts; 1.0 for a
+    span that is not a positive finite number or too small to cut (a statistic of readings
+    stored before values were bounded may be inf)."""
     raw = span / target_ticks
-    magnitude = 10 ** math.floor(math.log10(raw))
+    if not (math.isfinite(raw) and raw > 0):
+        return 1.0
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    if magnitude == 0.0:  # below the smallest float
+        return 1.0
     for multiple in (1, 2, 2.5, 5, 10):
         if raw <= multiple * magnitude:
             return multiple * magnitude
@@ -229,6 +233,8 @@ def nice_step(span, target_ticks=4):
 def format_number(value):
     if value is None:
         return "–"
+    if not math.isfinite(value):
+        return str(value)
     if abs(value) >= 100 or value == int(value):
         return f"{value:,.0f}"
     if abs(value) >= 1:
@@ -451,16 +457,25 @@ def build_chart(
     plot_left, plot_right = LEFT, WIDTH - RIGHT
     plot_top, plot_bottom = TOP, HEIGHT - BOTTOM
 
-    values = [value for points in series.values() for value, _ in points.values()]
+    # A point that is not finite is drawn as a gap: no axis can reach it.
+    values = [
+        value
+        for points in series.values()
+        for value, _ in points.values()
+        if value is not None and math.isfinite(value)
+    ]
     levels_raw = [v for v in (warn, critical) if v is not None]
     band_raw = []
     if baseline is not None:
-        band_raw = [v for v in (baseline.p50, baseline.p95) if v is not None]
+        band_raw = [v for v in (baseline.p50, baseline.p95) if v is not None and math.isfinite(v)]
     top_value = max([*values, *levels_raw, *band_raw, 0.0])
     if signal.kind == Signal.Kind.RATIO:
         top_value = max(top_value, 1.0) if top_value > 0.5 else top_value
-    step = nice_step(top_value * 1.08 if top_value > 0 else 1.0)
-    y_max = step * math.ceil((top_value * 1.08 if top_value > 0 else 1.0) / step)
+    scale = top_value * 1.08 if top_value > 0 else 1.0
+    scale = scale if math.isfinite(scale) else top_value  # 8% headroom past float's largest
+    step = nice_step(scale)
+    y_max = step * math.ceil(scale / step)
+    y_max = y_max if math.isfinite(y_max) else scale
 
     def y_of(value):
         return round(plot_bottom - (value / y_max) * (plot_bottom - plot_top), 1)
@@ -485,6 +500,9 @@ def build_chart(
                 previous = None
                 continue
             value, count = points[bucket]
+            if not math.isfinite(value):
+                previous = None
+                continue
             samples += count
             x, y = x_of_bucket(bucket), y_of(value)
             path.append(f"{'L' if previous is not None else 'M'}{x} {y}")
@@ -744,7 +762,8 @@ def sparkline(points, *, start, end, bucket_seconds, width=240, height=32, title
     first = int(start.timestamp()) // bucket_seconds
     last = math.ceil(end.timestamp() / bucket_seconds) - 1
     count = max(last - first + 1, 1)
-    values = [v for v in points.values() if v is not None]
+    points = {bucket: v for bucket, v in points.items() if v is not None and math.isfinite(v)}
+    values = list(points.values())
     head = (
         f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
         f' preserveAspectRatio="none" role="img" aria-label="{escape(title)}">'

@@ -63,6 +63,15 @@ def test_it_charts_the_last_24_hours_of_each_thresholds_signal(page, route):
 
 
 @pytest.mark.django_db
+def test_a_reading_stored_near_the_largest_float_does_not_break_the_page(page, route):
+    # Stored before values were bounded at 1e12: the chart's axis overflowed (log10(inf)).
+    make_threshold(route, warn=300, critical=800)
+    make_readings(route, [1.7e308, 120.0], step=timedelta(minutes=45))
+    html = page()
+    assert html.count('<figure class="dq-chart"') == 1
+
+
+@pytest.mark.django_db
 def test_it_lists_open_incidents_with_acknowledge_and_silence(page, route):
     threshold = make_threshold(route)
     Incident.objects.create(threshold=threshold, route=route, level="critical", peak_value=950)

@@ -52,6 +52,15 @@ def test_people_list_baselines_with_the_design_fields(
 
 
 @pytest.mark.django_db
+def test_a_stored_number_json_cannot_carry_is_null_not_a_500(client, mallory, blog):
+    # A capture over readings stored before values were bounded at 1e12 kept mean=inf.
+    make_baseline(make_route(blog, "/posts/{slug}"), mean=float("inf"), p99=float("nan"))
+    client.force_login(mallory)
+    (result,) = call(client, "GET", URL).json()["results"]
+    assert (result["mean"], result["p99"], result["p95"]) == (None, None, 210.0)
+
+
+@pytest.mark.django_db
 def test_it_filters_baselines(client, mallory, blog_baseline, search):
     make_baseline(make_route(search, "/search"), active=True)
     client.force_login(mallory)

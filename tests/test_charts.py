@@ -204,3 +204,52 @@ def test_change_chart_shows_before_and_after_in_one_query(blog, django_assert_nu
     assert 'class="marker"' in svg
     assert 'class="after"' in svg
     assert chart.samples == 24
+
+
+@pytest.mark.parametrize("span", [float("inf"), float("nan"), 0.0, -1.0, 5e-324])
+def test_nice_step_of_a_span_it_cannot_cut_is_1(span):
+    assert charts.nice_step(span) == 1.0
+
+
+def test_nice_step_of_the_largest_float_is_finite():
+    assert charts.nice_step(1.7e308) == 5e307
+
+
+def test_a_point_that_is_not_finite_is_a_gap_and_a_huge_one_still_draws():
+    # Statistics of readings stored before values were bounded at 1e12: a bucket's mean of
+    # three 1.7e308 is inf, and one of 1.7e308 left no room for the axis' 8% headroom.
+    first = int((END - timedelta(hours=24)).timestamp()) // 1800
+    chart = charts.build_chart(
+        title="t",
+        signal=Signal(key="response_time_ms", unit="ms", kind="duration"),
+        statistic="mean",
+        series={
+            "hit": {first: (float("inf"), 3), first + 1: (float("nan"), 1)},
+            "miss": {first + 2: (1.7e308, 1), first + 3: (120.0, 1)},
+        },
+        start=END - timedelta(hours=24),
+        end=END,
+        bucket_seconds=1800,
+        warn=300,
+        critical=800,
+        baseline=Baseline(p50=float("inf"), p95=200.0),
+    )
+    svg = chart.render()
+    assert "inf" not in svg and "nan" not in svg
+    hit, miss = (line for line in chart.lines if line.css in {"hit", "miss"})
+    assert hit.points == []
+    assert len(miss.points) == 2
+    assert chart.band is None
+    assert len(chart.y_ticks) <= 10
+
+
+def test_a_sparkline_leaves_out_a_value_that_is_not_finite():
+    start = END - timedelta(hours=24)
+    first = int(start.timestamp()) // 3600
+    svg = charts.sparkline(
+        {first: float("inf"), first + 1: 100.0, first + 2: 120.0},
+        start=start,
+        end=END,
+        bucket_seconds=3600,
+    )
+    assert "inf" not in svg and "nan" not in svg
