@@ -16,8 +16,10 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.widgets import AdminIntegerFieldWidget
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, transaction
 from django.forms.utils import flatatt
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
@@ -304,7 +306,25 @@ def status_badge(status):
 # --- forms --------------------------------------------------------------------
 
 
+def bounded_integer_field(model, name):
+    """The admin form field of an integer model field, with the bounds of its validators:
+    a PositiveIntegerField's own says ">= 0" and nothing more, where the model refuses 0
+    or more than a week."""
+    field = model._meta.get_field(name)
+    lows = [v.limit_value for v in field.validators if isinstance(v, MinValueValidator)]
+    highs = [v.limit_value for v in field.validators if isinstance(v, MaxValueValidator)]
+    return field.formfield(
+        min_value=max(lows, default=None),
+        max_value=min(highs, default=None),
+        widget=AdminIntegerFieldWidget,
+    )
+
+
 class ThresholdForm(forms.ModelForm):
+    window_minutes = bounded_integer_field(Threshold, "window_minutes")
+    min_samples = bounded_integer_field(Threshold, "min_samples")
+    sustain_minutes = bounded_integer_field(Threshold, "sustain_minutes")
+
     class Meta:
         model = Threshold
         fields = [

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
@@ -314,6 +315,14 @@ def segment_q(segment, prefix=""):
     return Q()
 
 
+# A threshold's window and sustain: at most a week, as the API has always allowed. A window
+# of 2,000,000,000 minutes saved in the admin overflowed `now - window` and stopped the clock.
+# Validators, so the admin's forms and model validation share the rule; check constraints
+# hold it in the database.
+MAX_THRESHOLD_MINUTES = 10080
+MAX_MIN_SAMPLES = 1_000_000
+
+
 class Threshold(models.Model):
     """Warn/critical levels of one statistic of a route's signal; curated by owners.
 
@@ -330,12 +339,18 @@ class Threshold(models.Model):
     cache_segment = models.CharField(
         max_length=4, choices=CacheSegment.choices, default=CacheSegment.ALL
     )
-    window_minutes = models.PositiveIntegerField(default=15)
+    window_minutes = models.PositiveIntegerField(
+        default=15, validators=[MinValueValidator(1), MaxValueValidator(MAX_THRESHOLD_MINUTES)]
+    )
     warn = models.FloatField()
     critical = models.FloatField()
-    min_samples = models.PositiveIntegerField(default=20)
+    min_samples = models.PositiveIntegerField(
+        default=20, validators=[MinValueValidator(1), MaxValueValidator(MAX_MIN_SAMPLES)]
+    )
     sustain_minutes = models.PositiveIntegerField(
-        default=0, help_text="How long a breach must last before it counts."
+        default=0,
+        validators=[MaxValueValidator(MAX_THRESHOLD_MINUTES)],
+        help_text="How long a breach must last before it counts.",
     )
     direction = models.CharField(max_length=12, choices=Signal.Direction.choices, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -368,9 +383,24 @@ class Threshold(models.Model):
                 ),
             ),
             models.CheckConstraint(
-                condition=Q(window_minutes__gte=1), name="threshold_window_positive"
+                condition=Q(window_minutes__gte=1, window_minutes__lte=MAX_THRESHOLD_MINUTES),
+                name="threshold_window_within_a_week",
+                violation_error_message=(
+                    f"window_minutes must be from 1 to {MAX_THRESHOLD_MINUTES} minutes (a week)"
+                ),
             ),
-            models.CheckConstraint(condition=Q(min_samples__gte=1), name="threshold_min_samples"),
+            models.CheckConstraint(
+                condition=Q(sustain_minutes__lte=MAX_THRESHOLD_MINUTES),
+                name="threshold_sustain_within_a_week",
+                violation_error_message=(
+                    f"sustain_minutes must be from 0 to {MAX_THRESHOLD_MINUTES} minutes (a week)"
+                ),
+            ),
+            models.CheckConstraint(
+                condition=Q(min_samples__gte=1),
+                name="threshold_min_samples",
+                violation_error_message="min_samples must be at least 1",
+            ),
         ]
 
     def __str__(self):

@@ -210,6 +210,45 @@ def test_owner_adds_a_threshold_to_an_own_route(client, alice_owner, blog_route)
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        # 2,000,000,000 overflowed `now - window`: the clock exited, the route page 500ed.
+        ("window_minutes", 2_000_000_000, "less than or equal to 10080"),
+        ("window_minutes", 10081, "less than or equal to 10080"),
+        ("window_minutes", 0, "greater than or equal to 1"),
+        ("window_minutes", -5, "greater than or equal to 1"),
+        ("sustain_minutes", 10081, "less than or equal to 10080"),
+        ("min_samples", 0, "greater than or equal to 1"),
+    ],
+)
+def test_threshold_form_keeps_window_and_sustain_within_a_week(
+    client, alice_owner, blog_route, field, value, message
+):
+    mine = make_threshold(blog_route, warn=300, critical=800)
+    before = threshold_form(mine)
+    client.force_login(alice_owner)
+    response = client.post(change_url(mine), threshold_form(mine, **{field: value}))
+    assert response.status_code == 200
+    (error,) = response.context["adminform"].form.errors[field]
+    assert message in error
+    mine.refresh_from_db()
+    assert threshold_form(mine) == before
+
+
+@pytest.mark.django_db
+def test_the_route_pages_threshold_rows_share_the_bounds():
+    from signals_app.admin import ThresholdForm, ThresholdInline
+
+    assert ThresholdInline.form is ThresholdForm
+    form = ThresholdForm()
+    assert (form.fields["window_minutes"].min_value, form.fields["window_minutes"].max_value) == (
+        1,
+        10080,
+    )
+
+
+@pytest.mark.django_db
 def test_threshold_form_says_what_was_expected_when_levels_are_inverted(
     client, alice_owner, blog_route
 ):

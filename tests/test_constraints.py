@@ -54,8 +54,40 @@ def test_threshold_is_unique_per_statistic_segment_and_window(blog):
 
 
 @pytest.mark.django_db
-def test_threshold_window_must_be_positive(blog):
-    rejects(lambda: make_threshold(make_route(blog), window_minutes=0))
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("window_minutes", 0), ("window_minutes", 10081), ("sustain_minutes", 10081)],
+)
+def test_threshold_window_and_sustain_are_at_most_a_week(blog, field, value):
+    route = make_route(blog)
+    rejects(lambda: make_threshold(route, **{field: value}))
+    assert make_threshold(route, window_minutes=10080, sustain_minutes=10080).pk
+
+
+@pytest.mark.django_db
+def test_threshold_validation_says_its_bounds_in_words(blog):
+    from django.core.exceptions import ValidationError
+
+    from signals_app.api.serializers import ThresholdSerializer
+    from signals_app.models import Threshold
+
+    threshold = make_threshold(make_route(blog))
+    threshold.window_minutes, threshold.sustain_minutes = 0, 10081
+    with pytest.raises(ValidationError) as raised:
+        threshold.validate_constraints()
+    assert "window_minutes must be from 1 to 10080 minutes (a week)" in raised.value.messages
+    assert "sustain_minutes must be from 0 to 10080 minutes (a week)" in raised.value.messages
+    threshold.min_samples = 0
+    with pytest.raises(ValidationError) as raised:
+        threshold.full_clean()
+    assert set(raised.value.message_dict) == {"window_minutes", "sustain_minutes", "min_samples"}
+    # One rule: the API's fields take the model's bounds.
+    fields = ThresholdSerializer().fields
+    for name in ("window_minutes", "sustain_minutes", "min_samples"):
+        model_field = Threshold._meta.get_field(name)
+        limits = {type(v).__name__: v.limit_value for v in model_field._validators}
+        assert fields[name].max_value == limits["MaxValueValidator"]
+        assert fields[name].min_value == limits.get("MinValueValidator", 0)
 
 
 @pytest.mark.django_db
