@@ -109,3 +109,40 @@ def test_loop_replaces_a_connection_the_database_dropped(blog):
     assert err.getvalue() == ""
     assert out.getvalue().startswith("evaluated 1 thresholds in ")
     assert connection.connection.info.backend_pid != pid
+
+
+def failing_first(monkeypatch, error):
+    """run_evaluation that raises `error` on its first call, then runs: a bug in one pass."""
+    from signals_app.management.commands import evaluate as command
+
+    real, calls = command.run_evaluation, []
+
+    def run_evaluation():
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return real()
+
+    monkeypatch.setattr(command, "run_evaluation", run_evaluation)
+
+
+@pytest.mark.django_db
+def test_loop_survives_an_unexpected_error_logging_its_traceback(monkeypatch, caplog):
+    # A window of 2,000,000,000 minutes raised OverflowError, and the clock exited with it.
+    failing_first(monkeypatch, OverflowError("date value out of range"))
+    output = evaluate("--loop", "0.01", "--max-runs", "2")
+    assert output.count("evaluated 0 thresholds") == 1
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == "evaluation failed with an unexpected error, retrying in 0.01s"
+    assert record.exc_info[0] is OverflowError
+    assert EvaluationRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_one_pass_turns_an_unexpected_error_into_a_command_error(monkeypatch):
+    failing_first(monkeypatch, OverflowError("date value out of range"))
+    with pytest.raises(CommandError) as raised:
+        evaluate()
+    assert str(raised.value) == (
+        "evaluation failed with an unexpected error: OverflowError: date value out of range"
+    )

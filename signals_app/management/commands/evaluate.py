@@ -1,3 +1,4 @@
+import logging
 import signal as process_signals
 import time
 
@@ -9,6 +10,8 @@ from signals_app.evaluation import run_evaluation, summary_line
 from signals_app.management.arguments import bounded
 
 MAX_LOOP_SECONDS = 24 * 60 * 60
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -49,6 +52,11 @@ class Command(BaseCommand):
                 run = run_evaluation()
             except DatabaseError as exc:
                 raise CommandError(f"evaluation failed: {exc}") from exc
+            except Exception as exc:
+                logger.exception("evaluation failed with an unexpected error")
+                raise CommandError(
+                    f"evaluation failed with an unexpected error: {type(exc).__name__}: {exc}"
+                ) from exc
             self.stdout.write(summary_line(run))
             return
 
@@ -80,6 +88,12 @@ class Command(BaseCommand):
             except DatabaseError as exc:
                 # Safe to run again: the next pass starts from the stored states.
                 self.stderr.write(f"evaluation failed, retrying in {seconds:g}s: {exc}")
+            except Exception:
+                # A bug (a value that overflowed a date) must not stop the clock: the pass
+                # rolled back, and the next one may get past it once the data is fixed.
+                logger.exception(
+                    "evaluation failed with an unexpected error, retrying in %gs", seconds
+                )
             if prune_every and (pruned_at is None or started - pruned_at >= prune_every):
                 try:
                     call_command("prune", stdout=self.stdout)
