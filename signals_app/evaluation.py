@@ -1538,14 +1538,11 @@ def compare_changes(changes, minutes=60, now=None, *, settings=None):
     for change in changes:
         elapsed = (now - change.applied_at).total_seconds() / 60
         length = max(0.0, min(float(minutes), elapsed))
-        plans.append(
-            (
-                change,
-                length,
-                change.applied_at - timedelta(minutes=length),
-                change.applied_at + timedelta(minutes=length),
-            )
-        )
+        try:
+            start = change.applied_at - timedelta(minutes=length)
+        except OverflowError:  # a date of year 1, stored before applied_at was bounded
+            length, start = 0.0, change.applied_at
+        plans.append((change, length, start, change.applied_at + timedelta(minutes=length)))
     live = [plan for plan in plans if plan[1] > 0]
     nearby, signals = [], []
     if live:
@@ -1588,7 +1585,11 @@ def compare_changes(changes, minutes=60, now=None, *, settings=None):
                 signals=[],
                 verdict=Verdict.INCONCLUSIVE,
                 reason=Reason.NO_WINDOW,
-                detail="the change is not applied yet; there is no after window",
+                detail=(
+                    "the change is not applied yet; there is no after window"
+                    if change.applied_at >= now
+                    else f"applied_at {change.applied_at.date()} is too early for a window"
+                ),
             )
             continue
         others = [

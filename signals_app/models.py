@@ -9,15 +9,44 @@ import hashlib
 import math
 import operator
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
+
+# The times people and services give (a change's applied_at, a rehearsal's rehearsed_at, a
+# reading's observed_at): nothing here happened before 2000, and a date of year 1 or 1970 (a
+# clock that was never set) overflowed `applied_at - 60 minutes` on every page showing it.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+# How far ahead of ours another clock may be for a time that has already happened.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def validate_plausible_time(value):
+    """From 2000-01-01 to 2100-01-01 UTC (a planned change may lie ahead)."""
+    if value is not None and not EARLIEST_TIME <= value < LATEST_TIME:
+        raise ValidationError(
+            "must be from 2000-01-01 to 2100-01-01 (UTC); received %(value)s",
+            code="out_of_range",
+            params={"value": value.isoformat()},
+        )
+
+
+def validate_past_time(value):
+    """From 2000-01-01 UTC to now (with CLOCK_SKEW): a time that has already happened."""
+    latest = timezone.now() + CLOCK_SKEW
+    if value is not None and not EARLIEST_TIME <= value <= latest:
+        raise ValidationError(
+            "must be from 2000-01-01 (UTC) to now (at most 5 minutes ahead); received %(value)s",
+            code="out_of_range",
+            params={"value": value.isoformat()},
+        )
 
 
 class Owner(models.Model):
@@ -849,7 +878,7 @@ class Change(models.Model):
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="changes")
     variable = models.CharField(max_length=200, help_text="The one thing that changed.")
     summary = models.TextField(blank=True)
-    applied_at = models.DateTimeField()
+    applied_at = models.DateTimeField(validators=[validate_plausible_time])
     release = models.CharField(max_length=100, blank=True)
     cache_cleared = models.CharField(
         max_length=200, blank=True, help_text="Which cache was cleared, if any."
@@ -888,7 +917,8 @@ class RollbackNote(models.Model):
     owner = models.ForeignKey(
         Owner, null=True, blank=True, on_delete=models.SET_NULL, related_name="rollback_notes"
     )
-    rehearsed_at = models.DateTimeField(null=True, blank=True)
+    # In the future, a route stopped counting as due for a rehearsal for years.
+    rehearsed_at = models.DateTimeField(null=True, blank=True, validators=[validate_past_time])
     rehearsed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

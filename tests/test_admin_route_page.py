@@ -289,3 +289,34 @@ def test_inline_selects_keep_the_saved_choice(page, route):
     assert '<option value="p99" selected>' in statistic
     segment = html.split('name="thresholds-0-cache_segment"')[1].split("</select>")[0]
     assert '<option value="miss" selected>' in segment
+
+
+@pytest.mark.django_db
+def test_a_change_stored_in_year_1_does_not_break_the_route_or_change_page(client, page, route):
+    # Stored before applied_at was bounded: applied_at - 60 minutes overflowed on both pages.
+    from datetime import UTC, datetime
+
+    page()  # logs alice in
+    change = Change.objects.create(
+        route=route, environment=environment(), variable="epoch",
+        applied_at=datetime(1, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+    assert "too early for a window" in page()
+    response = client.get(reverse("admin:signals_app_change_change", args=[change.pk]))
+    assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_change_form_refuses_an_applied_at_before_2000(client, page, route):
+    page()  # logs alice in
+    response = client.post(
+        reverse("admin:signals_app_change_add"),
+        {
+            "route": route.pk, "environment": environment().pk, "variable": "TTL",
+            "applied_at_0": "0001-01-01", "applied_at_1": "00:00:00",
+        },
+    )  # fmt: skip
+    assert response.status_code == 200
+    (error,) = response.context["adminform"].form.errors["applied_at"]
+    assert "must be from 2000-01-01 to 2100-01-01" in error
+    assert not Change.objects.exists()

@@ -102,3 +102,16 @@ def test_its_queries_are_fixed(client, alice, change, django_assert_num_queries)
     # session, user, change with environment, overlapping changes, signals, statistics
     with django_assert_num_queries(6):
         call(client, "GET", url(change))
+
+
+@pytest.mark.django_db
+def test_a_change_stored_in_year_1_is_reported_without_a_window(client, alice, blog):
+    # Stored before applied_at was bounded: applied_at - 60 minutes overflowed (a 400 that
+    # named no field).
+    from datetime import UTC, datetime
+
+    old = make_change(make_route(blog), datetime(1, 1, 1, tzinfo=UTC), variable="epoch")
+    client.force_login(alice)
+    body = call(client, "GET", url(old)).json()
+    assert (body["verdict"], body["reason"]) == ("inconclusive", "no_window")
+    assert body["detail"] == "applied_at 0001-01-01 is too early for a window"

@@ -90,3 +90,31 @@ def test_people_list_changes_filtered_by_time(
 @pytest.mark.django_db
 def test_a_service_key_cannot_record_changes(client, blog, blog_route):
     call(client, "POST", URL, payload(blog_route), expect_status=403, **bearer(make_key(blog)))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "applied_at", ["0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "2100-01-01T00:00:00Z"]
+)
+def test_an_implausible_applied_at_is_refused_naming_the_range(
+    client, alice, blog_route, applied_at
+):
+    # Year 1 overflowed applied_at - 60 minutes on the route page, the change page and the
+    # comparison of everyone who opened them.
+    client.force_login(alice)
+    response = call(
+        client, "POST", URL, payload(blog_route, applied_at=applied_at), expect_status=400,
+        expect_field="applied_at",
+    )  # fmt: skip
+    (error,) = response.json()["errors"]
+    assert "from 2000-01-01 to 2100-01-01" in error["message"]
+    assert error["received"] == applied_at
+    assert response.json()["retryable"] is False
+    assert not Change.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_planned_change_may_lie_ahead(client, alice, blog_route):
+    client.force_login(alice)
+    call(client, "POST", URL, payload(blog_route, applied_at="2099-12-31T23:00:00Z"),
+         expect_status=201)  # fmt: skip

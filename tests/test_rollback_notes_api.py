@@ -1,6 +1,6 @@
 """/api/v1/rollback-notes: the rollback of a route lives next to it, owned by its team."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -56,6 +56,22 @@ def test_a_rehearsal_records_who_rehearsed(client, bob, blog_route):
     assert body["rehearsed_by"] == "bob"
     note.refresh_from_db()
     assert note.rehearsed_by.username == "bob"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rehearsed_at", ["2030-01-01T00:00:00Z", "1999-12-31T23:59:59Z"])
+def test_a_rehearsal_cannot_lie_ahead_or_before_2000(client, bob, blog_route, rehearsed_at):
+    # 2030 kept the route off the "rehearsal due" list for years.
+    note = RollbackNote.objects.create(route=blog_route, steps="revert")
+    client.force_login(bob)
+    body = {"rehearsed_at": rehearsed_at, "rehearsal_outcome": "passed"}
+    response = call(client, "PATCH", f"{URL}/{note.pk}", body, expect_status=400,
+                    expect_field="rehearsed_at")  # fmt: skip
+    assert "at most 5 minutes ahead" in response.json()["errors"][0]["message"]
+    note.refresh_from_db()
+    assert note.rehearsed_at is None
+    soon = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()
+    call(client, "PATCH", f"{URL}/{note.pk}", {**body, "rehearsed_at": soon})
 
 
 @pytest.mark.django_db
