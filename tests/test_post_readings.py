@@ -235,6 +235,26 @@ def test_a_timestamp_without_offset_is_refused_saying_it_needs_one(post):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "observed_at", ["0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "1999-12-31T23:59:59Z"]
+)
+def test_it_rejects_a_timestamp_before_2000(post, observed_at):
+    # 1970-01-01 is a client whose clock was never set (epoch 0).
+    response = post(batch(reading(observed_at=observed_at)), 400, "observed_at")
+    (error,) = response.json()["errors"]
+    assert error["expected"] == "at or after 2000-01-01T00:00:00+00:00"
+    assert error["received"] == observed_at
+
+
+@pytest.mark.django_db
+def test_it_accepts_a_backfill_of_months_old_readings(post):
+    post(batch(reading(observed_at="2000-01-01T00:00:00Z")))
+    months_ago = datetime.now(UTC) - timedelta(days=200)
+    post(batch(reading(observed_at=months_ago.isoformat())))
+    assert Reading.objects.count() == 2
+
+
+@pytest.mark.django_db
 def test_it_rejects_a_timestamp_more_than_5_minutes_ahead(post):
     soon = datetime.now(UTC) + timedelta(minutes=4)
     post(batch(reading(observed_at=soon.isoformat())))

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 
 from signals_app.models import (
+    EARLIEST_TIME,
     MAX_READING_MAGNITUDE,
     CacheStatus,
     Environment,
@@ -219,6 +220,17 @@ def _timestamp(value, index, errors, now):
         parsed = parsed.astimezone(UTC)
     except OverflowError:
         errors.add(index, "observed_at", "out of range", TIMESTAMP, _shown(value))
+        return None
+    if parsed < EARLIEST_TIME:
+        # 1970-01-01 is a client whose clock was never set (epoch 0); backfill of months-old
+        # readings stays welcome.
+        errors.add(
+            index,
+            "observed_at",
+            "before 2000-01-01: a clock that was not set?",
+            f"at or after {EARLIEST_TIME.isoformat()}",
+            value,
+        )
         return None
     if parsed > now + FUTURE_TOLERANCE:
         errors.add(
