@@ -69,12 +69,22 @@ def board(request):
     """Services → routes with status, sparkline, owner, last reading and open incidents."""
     owner_filter = request.GET.get("owner", "")
     status_filter = request.GET.get("status", "")
+    owners = list(Owner.objects.order_by("name"))
+    # An unknown value is said, not read as "all" or "none": "²".isdigit() is true and int()
+    # refused it (a 500), and an id past bigint was a 500 on SQLite.
+    problems = []
+    if owner_filter not in ("", "mine") and owner_filter not in {str(o.pk) for o in owners}:
+        problems.append(f"No owner {owner_filter!r}: showing every owner's routes.")
+        owner_filter = ""
+    if status_filter and status_filter not in Status.values:
+        problems.append(f"No status {status_filter!r}: showing every status.")
+        status_filter = ""
     routes = Route.objects.select_related("service", "owner").order_by(
         "service__slug", "path", "method"
     )
     if owner_filter == "mine":
         routes = routes.owned_by(request.user) if not request.user.is_superuser else routes
-    elif owner_filter.isdigit():
+    elif owner_filter:
         routes = routes.filter(owner_id=int(owner_filter))
     routes = list(routes)
     route_ids = [route.pk for route in routes]
@@ -143,7 +153,8 @@ def board(request):
         "board.html",
         {
             "services": list(services.items()),
-            "owners": Owner.objects.order_by("name"),
+            "owners": owners,
+            "problems": problems,
             "owner_filter": owner_filter,
             "status_filter": status_filter,
             "statuses": [(s.value, s.label, counts[s.value]) for s in BOARD_STATUSES],

@@ -146,3 +146,22 @@ def test_last_reading_is_the_newest_of_any_signal(board, blog):
     html = board()
     card = html.split(f'data-route="{route.pk}"')[1].split("</li>")[0]
     assert "2\xa0hours, 5\xa0minutes ago" in card
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"owner": "²"}, "No owner &#x27;²&#x27;: showing every owner&#x27;s routes."),
+        ({"owner": "99999999999999999999"}, "No owner &#x27;99999999999999999999&#x27;"),
+        ({"owner": "12345"}, "No owner &#x27;12345&#x27;"),
+        ({"owner": "blog"}, "No owner &#x27;blog&#x27;"),
+        ({"status": "broken"}, "No status &#x27;broken&#x27;: showing every status."),
+    ],
+)
+def test_an_unknown_filter_value_is_said_and_every_route_shown(board, blog, params, message):
+    # "²" passed isdigit() and int() refused it: a 500; a number past bigint too, on SQLite.
+    make_route(blog, "/posts")
+    html = board(**params)
+    assert message in html
+    assert routes_on(html) == ["GET /posts"]
