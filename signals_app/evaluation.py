@@ -788,6 +788,7 @@ def run_evaluation(now=None):
                 previous.isoformat(),
             )
             pairs = []
+            run.superseded_by = previous  # for summary_line; not stored
         stored = _stored_states() if pairs else {}
         results = [
             decide(threshold, threshold_stats_, _prior(stored.get(threshold.pk), previous), now)
@@ -1070,6 +1071,12 @@ def _open_incidents(incidents):
 
 def summary_line(run):
     """One line for logs and the `evaluate` command."""
+    superseded_by = getattr(run, "superseded_by", None)
+    if superseded_by is not None:
+        return (
+            f"evaluation at {run.started_at.isoformat()} skipped, stored nothing: a pass "
+            f"started later, at {superseded_by.isoformat()}, has finished"
+        )
     statuses = " ".join(f"{status}={count}" for status, count in run.statuses.items())
     return (
         f"evaluated {run.thresholds} thresholds in {run.duration_ms:.0f} ms "

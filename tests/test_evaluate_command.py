@@ -146,3 +146,16 @@ def test_one_pass_turns_an_unexpected_error_into_a_command_error(monkeypatch):
     assert str(raised.value) == (
         "evaluation failed with an unexpected error: OverflowError: date value out of range"
     )
+
+
+@pytest.mark.django_db
+def test_a_pass_that_a_later_pass_overtook_says_it_skipped():
+    from signals_app.evaluation import run_evaluation, summary_line
+
+    later = timezone.now()
+    run_evaluation(now=later)
+    skipped = run_evaluation(now=later - timedelta(seconds=30))
+    assert summary_line(skipped) == (
+        f"evaluation at {(later - timedelta(seconds=30)).isoformat()} skipped, stored nothing: "
+        f"a pass started later, at {later.isoformat()}, has finished"
+    )
