@@ -103,6 +103,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # /admin/: a NUL in a query parameter is a 400 (PostgreSQL text cannot hold it).
+    "signals_app.middleware.refuse_nul_in_admin_query",
 ]
 
 ROOT_URLCONF = "dqregistry.urls"
