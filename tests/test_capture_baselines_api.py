@@ -102,6 +102,9 @@ def test_a_superuser_captures_any_route(client, route):
         ({"minutes": 0}, "minutes"),
         ({"window_end": "2999-01-01T00:00:00Z"}, "window_end"),
         ({"window_start": "2026-01-01T00:00:00Z", "minutes": 5}, "minutes"),
+        # Year 1 overflowed window_end - 60 minutes: a 400 that named no field.
+        ({"window_end": "0001-01-01T00:30:00Z"}, "window_end"),
+        ({"window_start": "1970-01-01T00:00:00Z"}, "window_start"),
     ],
 )
 def test_it_rejects_invalid_requests(client, alice, route, payload, field):

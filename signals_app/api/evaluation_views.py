@@ -13,7 +13,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from signals_app import evaluation
-from signals_app.models import Baseline, CacheSegment, Change, Environment, Route, Signal
+from signals_app.models import (
+    Baseline,
+    CacheSegment,
+    Change,
+    Environment,
+    Route,
+    Signal,
+    validate_plausible_time,
+)
 
 from .authentication import is_service
 from .permissions import IsPersonOrServiceReading
@@ -236,8 +244,11 @@ class BaselineCaptureSerializer(StrictBody, serializers.Serializer):
         allow_null=True,
         help_text="Default: all three segments (all, hit, miss), each its own baseline.",
     )
-    window_start = serializers.DateTimeField(required=False)
-    window_end = serializers.DateTimeField(required=False, help_text="Default: now.")
+    # Year 1 overflowed `window_end - minutes`.
+    window_start = serializers.DateTimeField(required=False, validators=[validate_plausible_time])
+    window_end = serializers.DateTimeField(
+        required=False, validators=[validate_plausible_time], help_text="Default: now."
+    )
     minutes = serializers.IntegerField(
         min_value=1,
         max_value=MAX_MINUTES,
