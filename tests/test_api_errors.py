@@ -568,3 +568,48 @@ def test_an_empty_idempotency_key_is_a_400_naming_the_header(client, alice, blog
         "1 to 255 characters",
         0,
     )
+
+
+@pytest.mark.django_db
+def test_a_value_out_of_range_names_the_request_parts_it_can_come_from(
+    client, alice, blog, monkeypatch
+):
+    # The database does not say which value; the 400 said nothing more than "a value".
+    from django.db import DataError
+    from django.utils import timezone
+
+    from signals_app import evaluation
+    from signals_app.models import Change
+    from tests.builders import make_change
+
+    route = make_route(blog)
+    change = make_change(route, timezone.now())
+    client.force_login(alice)
+
+    def overflow(*args, **kwargs):
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(evaluation, "compare_change", overflow)
+    url = f"/api/v1/changes/{change.pk}/comparison?minutes=60&noise_band_pct=5"
+    problem = call(client, "GET", url, expect_status=400).json()
+    assert problem["detail"] == (
+        "a value is out of range for the database: check the path's pk; "
+        "the query parameters minutes, noise_band_pct"
+    )
+    assert problem["retryable"] is False
+
+    def too_long(*args, **kwargs):
+        raise DataError("value too long for type character varying(200)")
+
+    monkeypatch.setattr(Change, "save", too_long)
+    body = {
+        "route": route.pk,
+        "environment": "production",
+        "variable": "TTL",
+        "applied_at": "2026-11-20T10:00:00Z",
+    }
+    problem = call(client, "POST", "/api/v1/changes", body, expect_status=400).json()
+    assert problem["detail"] == (
+        "a value is out of range for the database: check the body fields applied_at, "
+        "environment, route, variable"
+    )

@@ -278,6 +278,23 @@ def summary(errors):
     return detail or "the request is invalid"
 
 
+def _suspects(context):
+    """': check the path's pk, the query parameters a, b, the body fields c, d': the parts of
+    the request that a value out of range can have come from ("" when it had none)."""
+    request = context.get("request")
+    parts = []
+    if context.get("kwargs"):
+        parts.append("the path's " + ", ".join(context["kwargs"]))
+    if request is not None and getattr(request, "query_params", None):
+        parts.append("the query parameters " + ", ".join(sorted(request.query_params)))
+    data = _request_data(context)
+    if isinstance(data, dict) and data:
+        parts.append("the body fields " + ", ".join(sorted(str(name) for name in data)[:20]))
+    elif data:
+        parts.append("the body")
+    return ": check " + "; ".join(parts) if parts else ""
+
+
 def _request_data(context):
     request = context.get("request")
     try:
@@ -335,10 +352,11 @@ def exception_handler(exc, context):
         # JSON may carry a lone surrogate (\ud800), which no database text can hold.
         data = body(400, "a string is not valid Unicode text (lone surrogate)")
     elif isinstance(exc, (DataError, OverflowError)):
-        # A value the validation let through but the database cannot hold (e.g. an id
-        # past bigint in a filter): the input is at fault, not the server.
+        # A value the validation let through but the database (or a date) cannot hold: the
+        # input is at fault, not the server. Neither says which value: the detail names the
+        # parts of the request it can have come from.
         logger.warning("data error: %s", exc)
-        data = body(400, "a value is out of range for the database")
+        data = body(400, "a value is out of range for the database" + _suspects(context))
     elif isinstance(exc, IntegrityError):
         # A concurrent change won a race the validation could not see (e.g. a deleted route).
         logger.warning("integrity error: %s", exc)
