@@ -26,6 +26,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -105,6 +106,11 @@ class EpochSeconds(Func):
         )
 
 
+# A mean counts a value beyond ±1e12 (stored before readings were bounded) at that bound:
+# PostgreSQL's avg() refuses to overflow, which failed the board and the route page.
+BOUNDED_VALUE = Least(Greatest("value", Value(-1e12)), Value(1e12))
+
+
 def segment_case():
     return Case(
         When(cache_status__in=HIT_STATUSES, then=Value(1)),
@@ -169,7 +175,7 @@ def bucket_series(readings, *, pairs, statistics, start, end, bucket_seconds):
             if statistic in PERCENTILES:
                 aggregates[statistic] = PercentileCont("value", PERCENTILES[statistic])
             elif statistic == Statistic.MEAN:
-                aggregates[statistic] = Avg("value")
+                aggregates[statistic] = Avg(BOUNDED_VALUE)
             elif statistic == Statistic.MAX:
                 aggregates[statistic] = Max("value")
         # GROUP BY follows the order of these annotations (Django puts plain columns before
@@ -735,7 +741,9 @@ def route_activity(route_ids, *, end, hours=24, buckets=24):
         readings.annotate(bucket=EpochBucket("observed_at", bucket_seconds))
         .order_by()
         .values("route_id", "signal_id", "environment_id", "bucket")
-        .annotate(mean=Avg("value"), samples=Count("id"), last=Max(EpochSeconds("observed_at")))
+        .annotate(
+            mean=Avg(BOUNDED_VALUE), samples=Count("id"), last=Max(EpochSeconds("observed_at"))
+        )
         .values_list("route_id", "signal_id", "environment_id", "bucket", "mean", "samples", "last")
     )
     activity = {}

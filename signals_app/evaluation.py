@@ -164,6 +164,10 @@ def _incident_sql(always=False):
     )
 
 
+# A mean counts a value beyond ±1e12 at that bound. No reading beyond it is accepted any more
+# (api.ingest.MAX_MAGNITUDE); one stored before overflowed PostgreSQL's float8 sum (and sum of
+# squares) in avg(): three of 1.7e308 failed every threshold's pass with "value out of range".
+#
 # The windows travel as ONE JSON parameter, [[key, route, signal, environment, segment,
 # start, end, exclude_incidents], ...], on both databases. Measured on 4,000 windows: Django's
 # psycopg cursor binds on the client, so parallel arrays of 8,000 timestamps cost ~50 ms to
@@ -173,8 +177,8 @@ def _incident_sql(always=False):
 # back as three columns (parsing a float8[] per row costs more in Python than the query).
 _POSTGRES_WINDOWS = """
 SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
-    SELECT s.key, count(*) AS n, avg(r.value) AS mean, min(r.value) AS minimum,
-           max(r.value) AS maximum,
+    SELECT s.key, count(*) AS n, avg(LEAST(GREATEST(r.value, -1e12), 1e12)) AS mean,
+           min(r.value) AS minimum, max(r.value) AS maximum,
            percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.value) AS pc
     FROM (
         SELECT (e->>0)::int AS key, (e->>1)::bigint AS route_id, (e->>2)::bigint AS signal_id,
@@ -207,7 +211,8 @@ _MANY_WINDOWS = 100
 _POSTGRES_SPANS = """
 SELECT key, whole, segment, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
     SELECT s.key, GROUPING(r.segment) = 1 AS whole, r.segment, count(*) AS n,
-           avg(r.value) AS mean, min(r.value) AS minimum, max(r.value) AS maximum,
+           avg(LEAST(GREATEST(r.value, -1e12), 1e12)) AS mean, min(r.value) AS minimum,
+           max(r.value) AS maximum,
            percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.value) AS pc
     FROM (
         SELECT (e->>0)::int AS key, (e->>1)::bigint AS route_id, (e->>2)::bigint AS signal_id,
@@ -237,8 +242,8 @@ _SPAN_SEGMENT_CODES = {1: CacheSegment.HIT.value, 2: CacheSegment.MISS.value}
 # probes the composite index once per key as it does for the general form).
 _POSTGRES_ONE_SPAN = """
 SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
-    SELECT k.key, count(*) AS n, avg(r.value) AS mean, min(r.value) AS minimum,
-           max(r.value) AS maximum,
+    SELECT k.key, count(*) AS n, avg(LEAST(GREATEST(r.value, -1e12), 1e12)) AS mean,
+           min(r.value) AS minimum, max(r.value) AS maximum,
            percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.value) AS pc
     FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::bigint[])
          AS k(key, route_id, signal_id, environment_id)
@@ -254,8 +259,8 @@ SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
 # threshold's window, so the planner sees real row counts and nothing is sent but `now`.
 _POSTGRES_THRESHOLDS = """
 SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
-    SELECT s.id AS key, count(*) AS n, avg(r.value) AS mean, min(r.value) AS minimum,
-           max(r.value) AS maximum,
+    SELECT s.id AS key, count(*) AS n, avg(LEAST(GREATEST(r.value, -1e12), 1e12)) AS mean,
+           min(r.value) AS minimum, max(r.value) AS maximum,
            percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.value) AS pc
     FROM {threshold} s
     JOIN {reading} r
@@ -308,7 +313,8 @@ ranked AS (
     WHERE {segment}{incidents}{bounds}
 ),
 grouped AS (
-    SELECT key, n, avg(value) AS mean, min(value) AS minimum, max(value) AS maximum,"""
+    SELECT key, n, avg(min(max(value, -1e12), 1e12)) AS mean, min(value) AS minimum,
+           max(value) AS maximum,"""
     + ",".join(_SQLITE_PERCENTILE.format(name=name, p=p) for name, p in _PERCENTILES)
     + """
     FROM ranked GROUP BY key, n

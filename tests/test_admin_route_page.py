@@ -72,6 +72,14 @@ def test_a_reading_stored_near_the_largest_float_does_not_break_the_page(page, r
 
 
 @pytest.mark.django_db
+def test_readings_stored_beyond_1e12_do_not_break_a_mean_threshold_or_its_chart(page, route):
+    # Their mean overflowed PostgreSQL's avg() in the status and in the chart.
+    make_threshold(route, statistic="mean", warn=300, critical=800, min_samples=1)
+    make_readings(route, [1.7e308] * 3)
+    assert page().count('<figure class="dq-chart"') == 1
+
+
+@pytest.mark.django_db
 def test_it_lists_open_incidents_with_acknowledge_and_silence(page, route):
     threshold = make_threshold(route)
     Incident.objects.create(threshold=threshold, route=route, level="critical", peak_value=950)

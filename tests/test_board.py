@@ -165,3 +165,10 @@ def test_an_unknown_filter_value_is_said_and_every_route_shown(board, blog, para
     html = board(**params)
     assert message in html
     assert routes_on(html) == ["GET /posts"]
+
+
+@pytest.mark.django_db
+def test_readings_stored_beyond_1e12_do_not_break_the_board(board, blog):
+    # Stored before readings were bounded: the hourly mean overflowed PostgreSQL's avg().
+    make_readings(make_route(blog, "/posts"), [1.7e308] * 3)
+    assert routes_on(board()) == ["GET /posts"]

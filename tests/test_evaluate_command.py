@@ -159,3 +159,16 @@ def test_a_pass_that_a_later_pass_overtook_says_it_skipped():
         f"evaluation at {(later - timedelta(seconds=30)).isoformat()} skipped, stored nothing: "
         f"a pass started later, at {later.isoformat()}, has finished"
     )
+
+
+@pytest.mark.django_db
+def test_a_pass_evaluates_a_mean_over_readings_stored_beyond_1e12(blog):
+    # Stored before readings were bounded: PostgreSQL's avg() overflowed and no threshold of
+    # any team was evaluated.
+    from signals_app.models import ThresholdState
+
+    threshold = make_threshold(make_route(blog), statistic="mean", min_samples=1)
+    make_readings(threshold.route, [1.7e308] * 3, start=timezone.now())
+    assert evaluate().startswith("evaluated 1 thresholds")
+    state = ThresholdState.objects.get()
+    assert (state.status, state.value) == ("critical", 1e12)

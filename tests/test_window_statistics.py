@@ -205,3 +205,20 @@ def test_many_windows_of_one_span_give_the_same_numbers(blog, segment, django_as
         assert result.count == len(values)
         assert result.p95 == pytest.approx(percentile_cont(values, 0.95), rel=1e-12)
         assert result.mean == pytest.approx(statistics.fmean(values), rel=1e-12)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("form", ["few spans", "one span of many windows", "many spans"])
+def test_a_value_stored_beyond_1e12_counts_at_the_bound_in_a_mean(blog, form):
+    # Stored before readings were bounded: three of 1.7e308 overflowed PostgreSQL's avg()
+    # ("value out of range"), failing every query that held them; SQLite's mean was inf.
+    route = make_route(blog)
+    end = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    store(route, [(1.7e308, end - timedelta(minutes=1), "MISS")] * 3)
+    starts = {
+        "few spans": [end - timedelta(minutes=10)],
+        "one span of many windows": [end - timedelta(minutes=10)] * 101,
+        "many spans": [end - timedelta(minutes=10, seconds=i) for i in range(101)],
+    }[form]
+    stats = window_stats(window(route, "all", start, end) for start in starts)
+    assert {(s.count, s.mean, s.maximum, s.p95) for s in stats} == {(3, 1e12, 1.7e308, 1.7e308)}
