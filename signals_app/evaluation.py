@@ -40,6 +40,7 @@ from django.db.models import Subquery
 from django.utils import timezone
 
 from .models import (
+    EARLIEST_TIME,
     HIT_STATUSES,
     MISS_STATUSES,
     Baseline,
@@ -1123,12 +1124,18 @@ class CaptureResult:
 def capture_window(*, start=None, end=None, minutes=None, now=None):
     """(start, end) of a capture: explicit, or `minutes` (default 60) ending at `end` or now.
 
-    Raises ValueError when the window is empty or reaches into the future.
+    Raises ValueError when the window is empty, reaches into the future, or starts before
+    2000-01-01 (year 1 overflowed `end - minutes`).
     """
     now = now or timezone.now()
     end = end or now
     if start is None:
-        start = end - timedelta(minutes=minutes or DEFAULT_BASELINE_MINUTES)
+        try:
+            start = end - timedelta(minutes=minutes or DEFAULT_BASELINE_MINUTES)
+        except OverflowError:
+            start = EARLIEST_TIME - timedelta(microseconds=1)  # refused just below
+    if start < EARLIEST_TIME:
+        raise ValueError(f"the window must start after {EARLIEST_TIME.isoformat()}")
     if start >= end:
         raise ValueError("the window must end after it starts")
     if end > now:

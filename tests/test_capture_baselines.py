@@ -120,6 +120,14 @@ def test_the_window_must_be_in_the_past_and_ordered():
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("args", [["--end", "0001-01-01T00:30:00Z"], ["--start", "1970-01-01"]])
+def test_a_window_before_2000_is_refused_naming_the_bound(args):
+    # Year 1 overflowed `end - minutes`: a traceback.
+    with pytest.raises(CommandError, match="must start after 2000-01-01T00:00:00"):
+        call_command("capture_baselines", *args, stdout=StringIO())
+
+
+@pytest.mark.django_db
 def test_many_keys_cost_the_same_queries(blog, django_assert_num_queries):
     routes = [make_route(blog) for _ in range(5)]
     for route in routes:
