@@ -1,9 +1,7 @@
-import signal as process_signals
-import time
-
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError
 
+from signals_app.management.loop import repeat
 from signals_app.notifications import BATCH_SIZE, deliver_batch
 
 
@@ -49,36 +47,12 @@ class Command(BaseCommand):
                 f"--loop expects a positive number of seconds, e.g. --loop 10; received {loop:g}"
             )
 
-        stopping = []
-        previous = {
-            signum: process_signals.signal(signum, lambda *_: stopping.append(True))
-            for signum in (process_signals.SIGTERM, process_signals.SIGINT)
-        }
-        try:
-            self._loop(loop, max_runs, limit, stopping)
-        finally:
-            for signum, handler in previous.items():
-                process_signals.signal(signum, handler)
-
-    def _loop(self, seconds, max_runs, limit, stopping):
-        runs = 0
-        while not stopping:
-            started = time.monotonic()
-            # A long-lived loop must not keep a connection the database has dropped (inside
-            # a test's transaction there is nothing to renew).
-            if not connection.in_atomic_block:
-                close_old_connections()
-                if connection.connection is not None and not connection.is_usable():
-                    connection.close()
+        def one_batch(started):
             try:
                 self.stdout.write(deliver_batch(limit).summary())
-            except DatabaseError as exc:
-                # Safe to run again: a claimed notification is due again when its lease ends.
-                self.stderr.write(f"delivery failed, retrying in {seconds:g}s: {exc}")
-            self.stdout.flush()
-            runs += 1
-            if max_runs is not None and runs >= max_runs:
-                return
-            deadline = started + seconds
-            while not stopping and time.monotonic() < deadline:
-                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            finally:
+                self.stdout.flush()
+
+        # A failed batch is safe to run again: a claimed notification is due again when its
+        # lease ends.
+        repeat(one_batch, seconds=loop, max_runs=max_runs, what="delivery", stderr=self.stderr)

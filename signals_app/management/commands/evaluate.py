@@ -1,13 +1,12 @@
 import logging
-import signal as process_signals
-import time
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError
 
 from signals_app.evaluation import run_evaluation, summary_line
 from signals_app.management.arguments import bounded
+from signals_app.management.loop import repeat
 
 MAX_LOOP_SECONDS = 24 * 60 * 60
 
@@ -60,50 +59,18 @@ class Command(BaseCommand):
             self.stdout.write(summary_line(run))
             return
 
-        stopping = []
-        previous = {
-            signum: process_signals.signal(signum, lambda *_: stopping.append(True))
-            for signum in (process_signals.SIGTERM, process_signals.SIGINT)
-        }
-        try:
-            self._loop(loop, max_runs, stopping, prune_every)
-        finally:
-            for signum, handler in previous.items():
-                process_signals.signal(signum, handler)
+        pruned_at = []
 
-    def _loop(self, seconds, max_runs, stopping, prune_every=None):
-        runs = 0
-        pruned_at = None
-        while not stopping:
-            started = time.monotonic()
-            # A long-lived loop must not keep a connection the database has dropped (there
-            # are no CONN_HEALTH_CHECKS by default; inside a test's transaction there is
-            # nothing to renew).
-            if not connection.in_atomic_block:
-                close_old_connections()
-                if connection.connection is not None and not connection.is_usable():
-                    connection.close()
+        def one_pass(started):
             try:
                 self.stdout.write(summary_line(run_evaluation()))
-            except DatabaseError as exc:
-                # Safe to run again: the next pass starts from the stored states.
-                self.stderr.write(f"evaluation failed, retrying in {seconds:g}s: {exc}")
-            except Exception:
-                # A bug (a value that overflowed a date) must not stop the clock: the pass
-                # rolled back, and the next one may get past it once the data is fixed.
-                logger.exception(
-                    "evaluation failed with an unexpected error, retrying in %gs", seconds
-                )
-            if prune_every and (pruned_at is None or started - pruned_at >= prune_every):
-                try:
-                    call_command("prune", stdout=self.stdout)
-                    pruned_at = started
-                except CommandError as exc:  # the database; tried again on the next pass
-                    self.stderr.write(str(exc))
-            self.stdout.flush()
-            runs += 1
-            if max_runs is not None and runs >= max_runs:
-                return
-            deadline = started + seconds
-            while not stopping and time.monotonic() < deadline:
-                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            finally:
+                if prune_every and (not pruned_at or started - pruned_at[-1] >= prune_every):
+                    try:
+                        call_command("prune", stdout=self.stdout)
+                        pruned_at.append(started)
+                    except CommandError as exc:  # the database; tried again on the next pass
+                        self.stderr.write(str(exc))
+                self.stdout.flush()
+
+        repeat(one_pass, seconds=loop, max_runs=max_runs, what="evaluation", stderr=self.stderr)
