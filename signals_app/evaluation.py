@@ -166,7 +166,7 @@ def _incident_sql(always=False):
 
 
 # A mean counts a value beyond ±1e12 at that bound. No reading beyond it is accepted any more
-# (api.ingest.MAX_MAGNITUDE); one stored before overflowed PostgreSQL's float8 sum (and sum of
+# (models.MAX_READING_MAGNITUDE); one stored before overflowed PostgreSQL's float8 sum (and sum of
 # squares) in avg(): three of 1.7e308 failed every threshold's pass with "value out of range".
 #
 # The windows travel as ONE JSON parameter, [[key, route, signal, environment, segment,
@@ -1135,7 +1135,7 @@ def capture_window(*, start=None, end=None, minutes=None, now=None):
         except OverflowError:
             start = EARLIEST_TIME - timedelta(microseconds=1)  # refused just below
     if start < EARLIEST_TIME:
-        raise ValueError(f"the window must start after {EARLIEST_TIME.isoformat()}")
+        raise ValueError(f"the window must start on or after {EARLIEST_TIME.isoformat()}")
     if start >= end:
         raise ValueError("the window must end after it starts")
     if end > now:
