@@ -105,6 +105,8 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     # /admin/: a NUL in a query parameter is a 400 (PostgreSQL text cannot hold it).
     "signals_app.middleware.refuse_nul_in_admin_query",
+    # /admin/: a date lookup out of range or an action on rows not named by ids is a 400.
+    "signals_app.middleware.AdminInputMiddleware",
 ]
 
 ROOT_URLCONF = "dqregistry.urls"

@@ -133,3 +133,30 @@ def test_every_changelist_refuses_a_nul_lookup(client, admin_user):
     client.force_login(admin_user)
     for url in ("/admin/signals_app/route/?path=%00", "/admin/signals_app/contentitem/?title=%00"):
         assert client.get(url).status_code == 400
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/signals_app/change/?applied_at__year=0",
+        "/admin/signals_app/reading/?observed_at__year=0",
+    ],
+)
+def test_a_date_lookup_out_of_range_is_a_400_saying_so(client, admin_user, url):
+    # Django builds the year's bounds with datetime(0, 1, 1): a ValueError, a 500.
+    client.force_login(admin_user)
+    response = client.get(url)
+    assert response.status_code == 400
+    assert "A query parameter does not fit this page (year " in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("chosen", ["abc", "1\x00", "²"])
+def test_an_action_on_rows_not_named_by_ids_is_a_400(client, admin_user, chosen):
+    client.force_login(admin_user)
+    for changelist in ("/admin/signals_app/route/", "/admin/signals_app/reading/"):
+        data = {"action": "delete_selected", "_selected_action": ["1", chosen]}
+        response = client.post(changelist, data)
+        assert response.status_code == 400
+        assert f"received {chosen!r}" in response.content.decode()
