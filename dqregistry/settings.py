@@ -378,4 +378,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _read("LOG_LEVEL", _log_level, "INFO")},
+    # httpx logs every request's whole URL at INFO: a webhook URL often holds its secret.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }

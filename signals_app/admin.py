@@ -1220,7 +1220,10 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.display(description="route")
     def route(self, obj):
-        return obj.incident.route
+        if obj.incident is not None:
+            return obj.incident.route
+        route = obj.payload.get("route") or {}  # the incident went with its threshold
+        return f"{route.get('service', '?')} {route.get('method', '')} {route.get('path', '')}"
 
     @admin.display(description="next attempt")
     def next_attempt(self, obj):

@@ -631,6 +631,7 @@ class NotificationQuerySet(models.QuerySet):
             attempts=0,
             next_attempt_at=now or timezone.now(),
             delivered_at=None,
+            last_error="",
         )
 
 
@@ -650,7 +651,16 @@ class Notification(models.Model):
         FAILED = "failed", "failed (gave up)"
         SKIPPED = "skipped", "skipped (no webhook URL)"
 
-    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="notifications")
+    # No foreign key in the database: a notification outlives its incident (deleted with its
+    # threshold), so the `resolved` of a deleted threshold and what was not sent yet still
+    # go. Null only for the admin's outer join; always set.
+    incident = models.ForeignKey(
+        Incident,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="notifications",
+    )
     owner = models.ForeignKey(Owner, on_delete=models.CASCADE, related_name="notifications")
     event = models.CharField(max_length=9, choices=Event.choices)
     # The event's facts as they were when it happened (incident, route, threshold, owner,

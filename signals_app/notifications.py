@@ -28,6 +28,7 @@ import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -35,7 +36,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Notification, Threshold
+from .models import Incident, Notification, Threshold
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class IncidentEvent(NamedTuple):
     resolved_at: datetime | None
     threshold: object  # evaluation.ThresholdSpec: the levels the pass judged with
     value: float | None  # the statistic at the event
+    # Why it resolved, when not because the statistic recovered: "threshold_deleted".
+    reason: str | None = None
 
 
 def _iso(moment):
@@ -121,6 +124,7 @@ def event_payload(event, route, owner_name):
         },
         "owner": owner_name,
         "value": event.value,
+        "reason": event.reason,
     }
 
 
@@ -167,6 +171,30 @@ def record_incident_events(events, now):
         )
     Notification.objects.bulk_create(notifications, ignore_conflicts=True)
     return len(notifications)
+
+
+def record_threshold_deleted(threshold, now=None):
+    """A threshold about to be deleted resolves its open incident for the receiver: the
+    incident goes with the threshold, but its owner was paged about it, and an alert that
+    never resolves stays open on their side. Its notifications outlive it (they keep the
+    incident's id, without a foreign key), so those not sent yet still go, in order."""
+    now = now or timezone.now()
+    events = [
+        IncidentEvent(
+            Notification.Event.RESOLVED,
+            incident.pk,
+            incident.level,
+            incident.peak_value,
+            incident.opened_at,
+            incident.escalated_at,
+            now,
+            threshold,
+            None,
+            reason="threshold_deleted",
+        )
+        for incident in Incident.objects.open().filter(threshold=threshold)
+    ]
+    return record_incident_events(events, now)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +304,9 @@ def _still_claimed(notification):
 
 def record(notification, outcome):
     """Write an outcome on the row, only if it is still this process's claim."""
-    fields = {"status": outcome.status, "last_error": outcome.last_error}
+    # A receiver's body may hold a NUL, which PostgreSQL text cannot: the record failed,
+    # and the row went round again every lease, never failing for good.
+    fields = {"status": outcome.status, "last_error": outcome.last_error.replace("\x00", "\\x00")}
     if outcome.next_attempt_at is not None:
         fields["next_attempt_at"] = outcome.next_attempt_at
     if outcome.delivered_at is not None:
@@ -329,7 +359,7 @@ def attempt(notification, now=None, timeout=TIMEOUT, deadline=SEND_BUDGET):
         status, body, retry_after = _post_within(url, notification, timeout, deadline)
     except (httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError) as exc:
         # UnicodeError: a host name URLField accepts but IDNA refuses (http://xn--a.com/)
-        return _failed(f"the webhook URL {url!r} cannot be requested over HTTP(S): {exc}")
+        return _failed(f"the webhook URL {_shown(url)!r} cannot be requested over HTTP(S): {exc}")
     except Overran:
         seconds = deadline.total_seconds()
         return _retry(notification, now, f"no complete answer within {seconds:g} s")
@@ -405,6 +435,19 @@ def _body_start(response):
     except httpx.HTTPError as exc:
         return f"(body unreadable: {type(exc).__name__})"
     return data.decode("utf-8", errors="replace")[:BODY_CHARS]
+
+
+def _shown(url):
+    """A webhook URL as errors show it: scheme and host, without what often holds its secret
+    (user and password, path, query)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(a URL that cannot be read)"
+    rest = "/…" if (parts.path.strip("/") or parts.query or parts.username) else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
 
 
 def _retry_after_seconds(value):

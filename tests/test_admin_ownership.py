@@ -549,7 +549,7 @@ def test_a_superuser_deletes_a_route_whose_incident_was_notified(admin_client, b
     response = admin_client.post(*delete_request(blog_route, how))
     assert response.status_code == 302
     assert not Route.objects.filter(pk=blog_route.pk).exists()
-    assert not Notification.objects.exists()
+    assert Notification.objects.get().incident_id == incident.pk  # outlives its incident
     assert not Reading.objects.exists()
 
 

@@ -214,7 +214,7 @@ def test_a_host_name_idna_refuses_fails_at_once(route):
     notification = make_notification(route)
     assert deliver_batch(now=NOW).failed == 1
     assert stored(notification).last_error.startswith(
-        "the webhook URL 'http://xn--a.com/hooks' cannot be requested over HTTP(S): "
+        "the webhook URL 'http://xn--a.com/…' cannot be requested over HTTP(S): "
     )
 
 
@@ -254,12 +254,14 @@ def test_a_refused_connection_is_retried(route):
 
 @pytest.mark.django_db
 def test_a_url_that_is_not_http_fails_at_once(route):
-    set_webhook(route.owner, "ftp://files.example.com/hooks")  # a valid URLField value
+    set_webhook(route.owner, "ftp://user:s3cret@files.example.com/hooks?token=s3cret")
     notification = make_notification(route)
     assert deliver_batch(now=NOW).failed == 1
-    assert stored(notification).last_error.startswith(
-        "the webhook URL 'ftp://files.example.com/hooks' cannot be requested over HTTP(S): "
+    last_error = stored(notification).last_error
+    assert last_error.startswith(
+        "the webhook URL 'ftp://files.example.com/…' cannot be requested over HTTP(S): "
     )
+    assert "s3cret" not in last_error  # owners read it; a webhook URL often holds a secret
 
 
 @pytest.mark.django_db
@@ -465,9 +467,48 @@ def test_the_command_prints_one_summary_line_per_batch(receiver, route):
     ("args", "message"),
     [
         (("--limit", "0"), "--limit expects a positive number"),
-        (("--loop", "0"), "--loop expects a positive number of seconds"),
+        (("--loop", "0"), "--loop expects a number of seconds from 0.01 to 86400"),
+        (("--loop", "nan"), "--loop expects a number of seconds from 0.01 to 86400"),
+        (("--loop", "inf"), "--loop expects a number of seconds from 0.01 to 86400"),
+        (("--loop", "1", "--max-runs", "0"), "--max-runs expects a number of runs of at least 1"),
     ],
 )
 def test_the_command_refuses_bad_options(args, message):
     with pytest.raises(CommandError, match=message):
         deliver(*args)
+
+
+@pytest.mark.django_db
+def test_a_deleted_thresholds_notifications_are_still_sent_in_order(receiver, route):
+    set_webhook(route.owner, receiver.url("/ok"))
+    threshold = make_threshold(route, statistic="max", window_minutes=1, min_samples=1)
+    make_readings(route, [900.0], start=NOW)
+    run_evaluation(now=NOW)  # opens an incident: "opened" pending
+    threshold.delete()  # "resolved", reason threshold_deleted, due now (the real clock)
+    assert deliver_batch().delivered == 1
+    assert deliver_batch().delivered == 1
+    assert [(r.headers["X-DQ-Event"], r.body["reason"]) for r in receiver.received] == [
+        ("incident.opened", None),
+        ("incident.resolved", "threshold_deleted"),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_nul_in_the_receivers_answer_is_recorded_and_retried(receiver, route):
+    # PostgreSQL text cannot hold a NUL: the record failed, the batch stopped, and the row
+    # went round again every lease without ever failing for good.
+    set_webhook(route.owner, receiver.url("/status/500?nul=1"))
+    notification = make_notification(route)
+    assert deliver_batch(now=NOW).retried == 1
+    notification = stored(notification)
+    assert (notification.status, notification.next_attempt_at) == ("pending", minutes(1))
+    assert notification.last_error.startswith("HTTP 500 (expected 2xx): receiver says 500\\x00")
+
+
+@pytest.mark.django_db
+def test_the_webhook_url_is_not_logged(receiver, route, caplog):
+    caplog.set_level("INFO")
+    set_webhook(route.owner, receiver.url("/ok?token=s3cret"))
+    make_notification(route)
+    assert deliver_batch(now=NOW).delivered == 1
+    assert "s3cret" not in caplog.text  # httpx logs each request's whole URL at INFO

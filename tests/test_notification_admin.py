@@ -164,7 +164,9 @@ def test_deliver_again_puts_failed_and_skipped_ones_back_in_the_queue(
     client, alice_owner, blog_route
 ):
     long_ago = timezone.now() - timedelta(days=2)
-    failed = make_notification(blog_route, "failed", attempts=8, next_attempt_at=long_ago)
+    failed = make_notification(
+        blog_route, "failed", attempts=8, next_attempt_at=long_ago, last_error="HTTP 410"
+    )
     skipped = make_notification(blog_route, "skipped", attempts=1, next_attempt_at=long_ago)
     delivered = make_notification(blog_route, "delivered", attempts=1, delivered_at=long_ago)
     client.force_login(alice_owner)
@@ -177,6 +179,7 @@ def test_deliver_again_puts_failed_and_skipped_ones_back_in_the_queue(
         notification.refresh_from_db()
         assert (notification.status, notification.attempts) == ("pending", 0)
         assert notification.next_attempt_at >= before
+        assert notification.last_error == ""  # as if new: an old error no longer applies
     delivered.refresh_from_db()
     assert (delivered.status, delivered.delivered_at) == ("delivered", long_ago)
 

@@ -82,6 +82,7 @@ def test_opening_escalating_and_resolving_record_one_notification_each(threshold
         },
         "owner": "Blog team",
         "value": 500.0,
+        "reason": None,
     }
     assert escalated.payload["incident"] == {
         **opened.payload["incident"],
@@ -222,3 +223,32 @@ def test_a_pass_that_changes_no_incident_reads_no_webhook(threshold, django_asse
     with django_assert_num_queries(11 + (connection.vendor == "postgresql")):
         run_evaluation(now=minutes(1))
     assert events() == ["opened"]
+
+
+@pytest.mark.django_db
+def test_deleting_a_threshold_resolves_its_open_incident_for_the_receiver(threshold, route):
+    # The incident goes with its threshold; the owner was paged about it, so the receiver
+    # hears it resolved, and what was not sent yet still goes.
+    reading_then_evaluate(threshold, 500.0, NOW)
+    incident = Incident.objects.get()
+    threshold.delete()
+    assert not Incident.objects.exists()
+    opened, resolved = Notification.objects.order_by("pk")
+    assert (opened.event, opened.incident_id) == ("opened", incident.pk)
+    assert (resolved.event, resolved.incident_id, resolved.status) == (
+        "resolved",
+        incident.pk,
+        "pending",
+    )
+    assert resolved.payload["reason"] == "threshold_deleted"
+    assert resolved.payload["incident"]["resolved_at"] is not None
+    assert resolved.payload["route"]["path"] == "/posts/{slug}"
+    assert resolved.payload["value"] is None
+
+
+@pytest.mark.django_db
+def test_deleting_a_threshold_without_an_open_incident_records_nothing(threshold):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    reading_then_evaluate(threshold, 100.0, minutes(1))  # resolved by the pass
+    threshold.delete()
+    assert events() == ["opened", "resolved"]

@@ -47,6 +47,8 @@ class Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
         body = f"receiver says {status}".encode() if status >= 300 else b"thanks"
+        if "nul" in query:
+            body += b"\x00 and more"
         self.send_response(status)
         for name, value in extra.items():
             self.send_header(name, value)

@@ -9,6 +9,8 @@ from django.db import DatabaseError, close_old_connections, connection
 
 logger = logging.getLogger(__name__)
 
+MAX_LOOP_SECONDS = 24 * 60 * 60  # --loop at most a day
+
 
 def repeat(step, *, seconds, max_runs, what, stderr):
     """Call `step(started)` every `seconds` (`started` is its time.monotonic()) until SIGTERM

@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from signals_app.management.loop import repeat
+from signals_app.management.arguments import bounded
+from signals_app.management.loop import MAX_LOOP_SECONDS, repeat
 from signals_app.notifications import BATCH_SIZE, deliver_batch
 
 
@@ -32,6 +33,9 @@ class Command(BaseCommand):
     def handle(self, *args, loop=None, max_runs=None, limit=BATCH_SIZE, **options):
         if limit < 1:
             raise CommandError(f"--limit expects a positive number, e.g. 100; received {limit}")
+        # As evaluate's: nan ran batches back to back, inf slept for ever, 0 runs still ran.
+        bounded("--loop", loop, low=0.01, high=MAX_LOOP_SECONDS, unit="seconds", example=10)
+        bounded("--max-runs", max_runs, low=1, unit="runs", example=3)
         if loop is None:
             try:
                 result = deliver_batch(limit)
@@ -42,10 +46,6 @@ class Command(BaseCommand):
                 ) from exc
             self.stdout.write(result.summary())
             return
-        if loop <= 0:
-            raise CommandError(
-                f"--loop expects a positive number of seconds, e.g. --loop 10; received {loop:g}"
-            )
 
         def one_batch(started):
             try:

@@ -6,9 +6,7 @@ from django.db import DatabaseError
 
 from signals_app.evaluation import run_evaluation, summary_line
 from signals_app.management.arguments import bounded
-from signals_app.management.loop import repeat
-
-MAX_LOOP_SECONDS = 24 * 60 * 60
+from signals_app.management.loop import MAX_LOOP_SECONDS, repeat
 
 logger = logging.getLogger(__name__)
 
