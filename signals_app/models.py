@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
@@ -54,7 +54,13 @@ class Owner(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     contact_email = models.EmailField(blank=True)
-    webhook_url = models.URLField(blank=True)
+    # Where incident notifications are POSTed (signals_app.notifications): HTTP(S) only, as
+    # delivery can send nothing else (ftp:// failed only when an incident opened).
+    webhook_url = models.URLField(
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="http(s) URL that receives incident notifications (POST, JSON).",
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="owners")
 
     class Meta:

@@ -207,3 +207,20 @@ def test_a_viewer_without_change_permission_has_no_deliver_again(client, blog_ro
     deliver_again(client, failed)
     failed.refresh_from_db()
     assert failed.status == "failed"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "saved"),
+    [("https://hooks.example.com/dq", True), ("ftp://files.example.com/hooks", False)],
+)
+def test_an_owners_webhook_url_must_be_http(client, root, blog_route, url, saved):
+    # Delivery can only POST over HTTP(S): an ftp:// URL failed when an incident opened.
+    owner = blog_route.owner
+    client.force_login(root)
+    change = reverse("admin:signals_app_owner_change", args=[owner.pk])
+    data = {"name": owner.name, "contact_email": "", "webhook_url": url, "members": []}
+    response = client.post(change, data)
+    owner.refresh_from_db()
+    assert (owner.webhook_url == url) is saved
+    assert response.status_code == (302 if saved else 200)
