@@ -131,11 +131,11 @@ class RouteChildInline:
 
 
 class NotificationsGoWithIncidents:
-    """For admins whose deletes cascade to incidents' notifications: Django asks the
-    Notification admin whether each may be deleted, which says no to everyone (its rows are
+    """For admins whose deletes reach incidents or owners: Django asks the Notification
+    admin whether each notification may be deleted, which says no to everyone (its rows are
     written by evaluation and removed by `prune`), so a route, threshold, incident, service
-    or owner with any notification could not be deleted at all. They go with their
-    incident, or their owner, whoever may delete that."""
+    or owner with any notification could not be deleted at all. Notifications outlive their
+    incident (an open one deleted is notified as resolved) and go with their owner."""
 
     def get_deleted_objects(self, objs, request):
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)

@@ -9,8 +9,12 @@ class SignalsAppConfig(AppConfig):
 
     def ready(self):
         from .evaluation import wait_for_evaluation
-        from .models import Threshold
+        from .models import Incident, Threshold
+        from .notifications import record_incident_deleted
 
         pre_delete.connect(
             wait_for_evaluation, sender=Threshold, dispatch_uid="threshold-waits-for-evaluation"
+        )
+        pre_delete.connect(
+            record_incident_deleted, sender=Incident, dispatch_uid="incident-deleted-notified"
         )

@@ -57,7 +57,7 @@ from .models import (
     Threshold,
     ThresholdState,
 )
-from .notifications import IncidentEvent, record_incident_events, record_threshold_deleted
+from .notifications import IncidentEvent, record_incident_events
 from .sql import float_array, int_array, text_array, timestamp_array
 
 logger = logging.getLogger(__name__)
@@ -978,13 +978,12 @@ def take_evaluation_lock():
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVALUATION_LOCK])
 
 
-def wait_for_evaluation(sender, instance, **kwargs):
+def wait_for_evaluation(sender, **kwargs):
     """pre_delete of Threshold (connected in apps.py): a delete takes the evaluation lock, so
     it waits for a pass that is writing, and a pass that writes after it sees it. Without
     it, a threshold deleted mid-pass rolled the whole pass back at commit (its new incident
-    or state pointed at nothing). Its open incident is notified as resolved."""
+    or state pointed at nothing)."""
     take_evaluation_lock()
-    record_threshold_deleted(instance)
 
 
 _STATE_COLUMNS = (*StoredState._fields, "changed_at")

@@ -28,6 +28,10 @@ def refuse_nul_in_admin_query(get_response):
     return middleware
 
 
+# Django's date lookups (`?applied_at__year=0`), which build a date from the number.
+DATE_PARTS = {"year", "iso_year", "month", "day", "week", "week_day", "iso_week_day", "quarter"}
+
+
 class AdminInputMiddleware:
     """What Django's admin leaves to a 500, answered with a 400 that says what to change:
 
@@ -52,11 +56,13 @@ class AdminInputMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
+        # Only that case: any other ValueError is a bug, and stays a 500 with its traceback.
         if (
             request.method == "GET"
             and request.path.startswith(ADMIN_PREFIX)
-            and request.GET
             and isinstance(exception, ValueError)
+            and "out of range" in str(exception)
+            and any(name.rsplit("__", 1)[-1] in DATE_PARTS for name in request.GET)
         ):
             return HttpResponseBadRequest(
                 f"A query parameter does not fit this page ({exception}): change or remove it "

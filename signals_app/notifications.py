@@ -36,7 +36,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Incident, Notification, Threshold
+from .models import Notification, Threshold
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class IncidentEvent(NamedTuple):
     resolved_at: datetime | None
     threshold: object  # evaluation.ThresholdSpec: the levels the pass judged with
     value: float | None  # the statistic at the event
-    # Why it resolved, when not because the statistic recovered: "threshold_deleted".
+    # Why it resolved, when not because the statistic recovered: "incident_deleted".
     reason: str | None = None
 
 
@@ -173,28 +173,29 @@ def record_incident_events(events, now):
     return len(notifications)
 
 
-def record_threshold_deleted(threshold, now=None):
-    """A threshold about to be deleted resolves its open incident for the receiver: the
-    incident goes with the threshold, but its owner was paged about it, and an alert that
-    never resolves stays open on their side. Its notifications outlive it (they keep the
-    incident's id, without a foreign key), so those not sent yet still go, in order."""
-    now = now or timezone.now()
-    events = [
-        IncidentEvent(
-            Notification.Event.RESOLVED,
-            incident.pk,
-            incident.level,
-            incident.peak_value,
-            incident.opened_at,
-            incident.escalated_at,
-            now,
-            threshold,
-            None,
-            reason="threshold_deleted",
-        )
-        for incident in Incident.objects.open().filter(threshold=threshold)
-    ]
-    return record_incident_events(events, now)
+def record_incident_deleted(sender, instance, **kwargs):
+    """pre_delete of Incident (connected in apps.py): an open incident deleted, by itself or
+    with its threshold, route or service, is notified as resolved ("reason":
+    "incident_deleted"): its owner was paged about it, and an alert that never resolves
+    stays open on their side. Its notifications outlive it (they keep the incident's id,
+    without a foreign key), so those not sent yet still go, in order. Three queries for an
+    open incident (its threshold, the facts, the insert), none for a resolved one."""
+    if instance.resolved_at is not None:
+        return
+    now = timezone.now()
+    event = IncidentEvent(
+        Notification.Event.RESOLVED,
+        instance.pk,
+        instance.level,
+        instance.peak_value,
+        instance.opened_at,
+        instance.escalated_at,
+        now,
+        instance.threshold,  # the levels it was judged by
+        None,
+        reason="incident_deleted",
+    )
+    record_incident_events([event], now)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -484,12 +484,12 @@ def test_a_deleted_thresholds_notifications_are_still_sent_in_order(receiver, ro
     threshold = make_threshold(route, statistic="max", window_minutes=1, min_samples=1)
     make_readings(route, [900.0], start=NOW)
     run_evaluation(now=NOW)  # opens an incident: "opened" pending
-    threshold.delete()  # "resolved", reason threshold_deleted, due now (the real clock)
+    threshold.delete()  # "resolved", reason incident_deleted, due now (the real clock)
     assert deliver_batch().delivered == 1
     assert deliver_batch().delivered == 1
     assert [(r.headers["X-DQ-Event"], r.body["reason"]) for r in receiver.received] == [
         ("incident.opened", None),
-        ("incident.resolved", "threshold_deleted"),
+        ("incident.resolved", "incident_deleted"),
     ]
 
 

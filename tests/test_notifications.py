@@ -240,7 +240,7 @@ def test_deleting_a_threshold_resolves_its_open_incident_for_the_receiver(thresh
         incident.pk,
         "pending",
     )
-    assert resolved.payload["reason"] == "threshold_deleted"
+    assert resolved.payload["reason"] == "incident_deleted"
     assert resolved.payload["incident"]["resolved_at"] is not None
     assert resolved.payload["route"]["path"] == "/posts/{slug}"
     assert resolved.payload["value"] is None
@@ -252,3 +252,14 @@ def test_deleting_a_threshold_without_an_open_incident_records_nothing(threshold
     reading_then_evaluate(threshold, 100.0, minutes(1))  # resolved by the pass
     threshold.delete()
     assert events() == ["opened", "resolved"]
+
+
+@pytest.mark.django_db
+def test_deleting_an_open_incident_by_itself_is_notified_as_resolved(threshold):
+    reading_then_evaluate(threshold, 500.0, NOW)
+    incident = Incident.objects.get()
+    incident_id = incident.pk
+    incident.delete()
+    assert events() == ["opened", "resolved"]
+    resolved = Notification.objects.get(event="resolved")
+    assert (resolved.incident_id, resolved.payload["reason"]) == (incident_id, "incident_deleted")
