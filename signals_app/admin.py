@@ -115,7 +115,13 @@ class RouteOwnedAdmin:
 
 
 class RouteChildInline:
-    """Inlines of the route page: editable only on a route the user owns."""
+    """Inlines of the route page: editable only on a route the user owns. On another
+    team's route no row links to its own page: the threshold and rollback-note admins list
+    only the user's own, so the link said the row "doesn't exist. Perhaps it was deleted?"."""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        self.show_change_link = obj is None or owns_route(request, obj.pk)
+        return super().get_formset(request, obj, **kwargs)
 
     def has_add_permission(self, request, obj=None):
         allowed = super().has_add_permission(request, obj)

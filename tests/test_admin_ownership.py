@@ -593,3 +593,17 @@ def test_an_admin_route_delete_that_times_out_on_the_lock_loses_nothing(
     assert Threshold.objects.filter(route=blog_route).exists()
     assert admin_client.post(url, data).status_code == 302
     assert not Route.objects.filter(pk=blog_route.pk).exists()
+
+
+@pytest.mark.django_db
+def test_another_teams_route_page_links_to_no_row_the_owner_cannot_open(
+    client, alice_owner, blog_route, search_route
+):
+    theirs, mine = make_threshold(search_route), make_threshold(blog_route)
+    note = RollbackNote.objects.create(route=search_route, steps="revert")
+    client.force_login(alice_owner)
+    page = client.get(change_url(search_route)).content.decode()
+    assert "/search" in page  # owners read every route
+    assert change_url(theirs) not in page  # it answered "doesn't exist. Perhaps deleted?"
+    assert change_url(note) not in page
+    assert change_url(mine) in client.get(change_url(blog_route)).content.decode()
