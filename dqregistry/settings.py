@@ -103,9 +103,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
-    # /admin/: a NUL in a query parameter is a 400 (PostgreSQL text cannot hold it).
-    "signals_app.middleware.refuse_nul_in_admin_query",
-    # /admin/: a date lookup out of range or an action on rows not named by ids is a 400.
+    # /admin/: a NUL in a query parameter (PostgreSQL text cannot hold it), a date lookup out
+    # of range or an action on rows not named by ids is a 400.
     "signals_app.middleware.AdminInputMiddleware",
 ]
 

@@ -31,7 +31,15 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from .models import HIT_STATUSES, MISS_STATUSES, CacheSegment, Reading, Signal, Statistic
+from .models import (
+    HIT_STATUSES,
+    MAX_READING_MAGNITUDE,
+    MISS_STATUSES,
+    CacheSegment,
+    Reading,
+    Signal,
+    Statistic,
+)
 
 PERCENTILES = {Statistic.P50: 0.5, Statistic.P95: 0.95, Statistic.P99: 0.99}
 SEGMENTS = (CacheSegment.HIT, CacheSegment.MISS)
@@ -108,7 +116,9 @@ class EpochSeconds(Func):
 
 # A mean counts a value beyond ±1e12 (stored before readings were bounded) at that bound:
 # PostgreSQL's avg() refuses to overflow, which failed the board and the route page.
-BOUNDED_VALUE = Least(Greatest("value", Value(-1e12)), Value(1e12))
+BOUNDED_VALUE = Least(
+    Greatest("value", Value(-MAX_READING_MAGNITUDE)), Value(MAX_READING_MAGNITUDE)
+)
 
 
 def segment_case():

@@ -5,29 +5,6 @@ from django.http import HttpResponseBadRequest
 ADMIN_PREFIX = "/admin/"
 
 
-def refuse_nul_in_admin_query(get_response):
-    """A NUL (0x00) in a query parameter of an admin page is a 400 saying so.
-
-    Every changelist turns its lookup parameters (`?release=`, `?path=`) into a filter, and
-    PostgreSQL refuses a NUL in text: each was a 500 (DataError). The admin's search form
-    refuses one in `?q=`, not in the lookups.
-    """
-
-    def middleware(request):
-        if request.path.startswith(ADMIN_PREFIX) and any(
-            "\x00" in name or any("\x00" in value for value in values)
-            for name, values in request.GET.lists()
-        ):
-            return HttpResponseBadRequest(
-                "A query parameter contains a NUL character (0x00), which no text can hold: "
-                "remove it from the address.",
-                content_type="text/plain; charset=utf-8",
-            )
-        return get_response(request)
-
-    return middleware
-
-
 # Django's date lookups (`?applied_at__year=0`), which build a date from the number.
 DATE_PARTS = {"year", "iso_year", "month", "day", "week", "week_day", "iso_week_day", "quarter"}
 
@@ -35,6 +12,9 @@ DATE_PARTS = {"year", "iso_year", "month", "day", "week", "week_day", "iso_week_
 class AdminInputMiddleware:
     """What Django's admin leaves to a 500, answered with a 400 that says what to change:
 
+    - a NUL (0x00) in a query parameter: every changelist turns its lookup parameters
+      (`?release=`, `?path=`) into a filter, and PostgreSQL refuses a NUL in text (a
+      DataError); the admin's search form refuses one in `?q=`, not in the lookups;
     - a lookup Django accepts but cannot turn into a date (`?applied_at__year=0`: "year 0 is
       out of range" is a ValueError raised while the changelist is built);
     - an action on rows given by something other than their ids (`_selected_action=abc`:
@@ -45,7 +25,18 @@ class AdminInputMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.method == "POST" and request.path.startswith(ADMIN_PREFIX):
+        if not request.path.startswith(ADMIN_PREFIX):
+            return self.get_response(request)
+        if any(
+            "\x00" in name or any("\x00" in value for value in values)
+            for name, values in request.GET.lists()
+        ):
+            return HttpResponseBadRequest(
+                "A query parameter contains a NUL character (0x00), which no text can hold: "
+                "remove it from the address.",
+                content_type="text/plain; charset=utf-8",
+            )
+        if request.method == "POST":
             wrong = [v for v in request.POST.getlist("_selected_action") if not _is_id(v)]
             if wrong:
                 return HttpResponseBadRequest(

@@ -184,15 +184,15 @@ def record_incident_deleted(sender, instance, **kwargs):
         return
     now = timezone.now()
     event = IncidentEvent(
-        Notification.Event.RESOLVED,
-        instance.pk,
-        instance.level,
-        instance.peak_value,
-        instance.opened_at,
-        instance.escalated_at,
-        now,
-        instance.threshold,  # the levels it was judged by
-        None,
+        event=Notification.Event.RESOLVED,
+        incident_id=instance.pk,
+        level=instance.level,
+        peak_value=instance.peak_value,
+        opened_at=instance.opened_at,
+        escalated_at=instance.escalated_at,
+        resolved_at=now,
+        threshold=instance.threshold,  # the levels it was judged by
+        value=None,
         reason="incident_deleted",
     )
     record_incident_events([event], now)

@@ -8,6 +8,8 @@ from rest_framework import serializers
 from signals_app.api.filters import MAX_ID
 from signals_app.api.problems import Described, shown
 from signals_app.models import (
+    MAX_MIN_SAMPLES,
+    MAX_THRESHOLD_MINUTES,
     Baseline,
     CacheStatus,
     Change,
@@ -270,9 +272,13 @@ STATISTIC_DEFAULT = Threshold._meta.get_field("statistic").default
 
 class ThresholdSerializer(_RouteScoped):
     signal = NameRelatedField(slug_field="key", queryset=Signal.objects.all())
-    window_minutes = serializers.IntegerField(min_value=1, max_value=10080, default=15)
-    min_samples = serializers.IntegerField(min_value=1, max_value=1_000_000, default=20)
-    sustain_minutes = serializers.IntegerField(min_value=0, max_value=10080, default=0)
+    window_minutes = serializers.IntegerField(
+        min_value=1, max_value=MAX_THRESHOLD_MINUTES, default=15
+    )
+    min_samples = serializers.IntegerField(min_value=1, max_value=MAX_MIN_SAMPLES, default=20)
+    sustain_minutes = serializers.IntegerField(
+        min_value=0, max_value=MAX_THRESHOLD_MINUTES, default=0
+    )
     warn = serializers.FloatField(validators=[_finite])
     critical = serializers.FloatField(validators=[_finite])
 

@@ -57,16 +57,17 @@ class Command(BaseCommand):
             self.stdout.write(summary_line(run))
             return
 
-        pruned_at = []
+        pruned_at = None
 
         def one_pass(started):
+            nonlocal pruned_at
             try:
                 self.stdout.write(summary_line(run_evaluation()))
             finally:
-                if prune_every and (not pruned_at or started - pruned_at[-1] >= prune_every):
+                if prune_every and (pruned_at is None or started - pruned_at >= prune_every):
                     try:
                         call_command("prune", stdout=self.stdout)
-                        pruned_at.append(started)
+                        pruned_at = started
                     except CommandError as exc:  # the database; tried again on the next pass
                         self.stderr.write(str(exc))
                 self.stdout.flush()
