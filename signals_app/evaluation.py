@@ -42,6 +42,7 @@ from django.utils import timezone
 from .models import (
     EARLIEST_TIME,
     HIT_STATUSES,
+    MAX_READING_MAGNITUDE,
     MISS_STATUSES,
     Baseline,
     CacheSegment,
@@ -165,10 +166,16 @@ def _incident_sql(always=False):
     )
 
 
-# A mean counts a value beyond ±1e12 at that bound. No reading beyond it is accepted any more
-# (models.MAX_READING_MAGNITUDE); one stored before overflowed PostgreSQL's float8 sum (and sum of
-# squares) in avg(): three of 1.7e308 failed every threshold's pass with "value out of range".
-#
+# A mean counts a value beyond ±MAX_READING_MAGNITUDE (1e12) at that bound ({bounded} in the
+# queries below). No reading beyond it is accepted any more; one stored before overflowed
+# PostgreSQL's float8 sum (and sum of squares) in avg(): three of 1.7e308 failed every
+# threshold's pass with "value out of range".
+def _bounded(column):
+    if connection.vendor == "postgresql":
+        return f"LEAST(GREATEST({column}, {-MAX_READING_MAGNITUDE!r}), {MAX_READING_MAGNITUDE!r})"
+    return f"min(max({column}, {-MAX_READING_MAGNITUDE!r}), {MAX_READING_MAGNITUDE!r})"
+
+
 # The windows travel as ONE JSON parameter, [[key, route, signal, environment, segment,
 # start, end, exclude_incidents], ...], on both databases. Measured on 4,000 windows: Django's
 # psycopg cursor binds on the client, so parallel arrays of 8,000 timestamps cost ~50 ms to
@@ -178,7 +185,7 @@ def _incident_sql(always=False):
 # back as three columns (parsing a float8[] per row costs more in Python than the query).
 _POSTGRES_WINDOWS = """
 SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
-    SELECT s.key, count(*) AS n, avg(LEAST(GREATEST(r.value, -1e12), 1e12)) AS mean,
+    SELECT s.key, count(*) AS n, avg({bounded}) AS mean,
            min(r.value) AS minimum, max(r.value) AS maximum,
            percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.value) AS pc
     FROM (
@@ -212,7 +219,7 @@ _MANY_WINDOWS = 100
 _POSTGRES_SPANS = """
 SELECT key, whole, segment, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
     SELECT s.key, GROUPING(r.segment) = 1 AS whole, r.segment, count(*) AS n,
-           avg(LEAST(GREATEST(r.value, -1e12), 1e12)) AS mean, min(r.value) AS minimum,
+           avg({bounded}) AS mean, min(r.value) AS minimum,
            max(r.value) AS maximum,
            percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.value) AS pc
     FROM (
@@ -243,7 +250,7 @@ _SPAN_SEGMENT_CODES = {1: CacheSegment.HIT.value, 2: CacheSegment.MISS.value}
 # probes the composite index once per key as it does for the general form).
 _POSTGRES_ONE_SPAN = """
 SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
-    SELECT k.key, count(*) AS n, avg(LEAST(GREATEST(r.value, -1e12), 1e12)) AS mean,
+    SELECT k.key, count(*) AS n, avg({bounded}) AS mean,
            min(r.value) AS minimum, max(r.value) AS maximum,
            percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.value) AS pc
     FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::bigint[])
@@ -260,7 +267,7 @@ SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
 # threshold's window, so the planner sees real row counts and nothing is sent but `now`.
 _POSTGRES_THRESHOLDS = """
 SELECT key, n, mean, minimum, maximum, pc[1], pc[2], pc[3] FROM (
-    SELECT s.id AS key, count(*) AS n, avg(LEAST(GREATEST(r.value, -1e12), 1e12)) AS mean,
+    SELECT s.id AS key, count(*) AS n, avg({bounded}) AS mean,
            min(r.value) AS minimum, max(r.value) AS maximum,
            percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.value) AS pc
     FROM {threshold} s
@@ -314,7 +321,7 @@ ranked AS (
     WHERE {segment}{incidents}{bounds}
 ),
 grouped AS (
-    SELECT key, n, avg(min(max(value, -1e12), 1e12)) AS mean, min(value) AS minimum,
+    SELECT key, n, avg({bounded}) AS mean, min(value) AS minimum,
            max(value) AS maximum,"""
     + ",".join(_SQLITE_PERCENTILE.format(name=name, p=p) for name, p in _PERCENTILES)
     + """
@@ -374,6 +381,7 @@ def window_stats(windows):
     sql = _POSTGRES_WINDOWS if connection.vendor == "postgresql" else _SQLITE_WINDOWS
     sql = sql.format(
         reading=Reading._meta.db_table,
+        bounded=_bounded("r.value" if connection.vendor == "postgresql" else "value"),
         segment=_segment_sql(),
         incidents=_incident_sql() if any(w.exclude_incidents for w in windows) else "",
         bounds=bounds,
@@ -409,6 +417,7 @@ def _span_stats(windows, spans):
     )
     sql = _POSTGRES_SPANS.format(
         reading=Reading._meta.db_table,
+        bounded=_bounded("r.value"),
         hit=_sql_list(HIT_STATUSES),
         miss=_sql_list(MISS_STATUSES),
         incidents=_incident_sql() if any(w.exclude_incidents for w in windows) else "",
@@ -436,6 +445,7 @@ def _one_span_stats(windows):
         segment = f" AND r.cache_status IN ({_sql_list(statuses)})"
     sql = _POSTGRES_ONE_SPAN.format(
         reading=Reading._meta.db_table,
+        bounded=_bounded("r.value"),
         segment=segment,
         incidents=_incident_sql(always=True) if first.exclude_incidents else "",
     )
@@ -474,6 +484,7 @@ def threshold_stats(thresholds, now, *, every_threshold=False):
     sql = _POSTGRES_THRESHOLDS.format(
         threshold=Threshold._meta.db_table,
         reading=Reading._meta.db_table,
+        bounded=_bounded("r.value"),
         segment=_segment_sql().replace("s.segment", "s.cache_segment"),
         only=only,
     )
