@@ -9,28 +9,31 @@ rollback notes.
 
 import json
 from datetime import timedelta
+from functools import reduce
+from operator import or_
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import NestedObjects, quote, unquote
 from django.contrib.admin.widgets import AdminIntegerFieldWidget
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import connection, transaction
+from django.db import connection, router, transaction
 from django.forms.utils import flatatt
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.template_utils import HistoricalRecordContextHelper
 
@@ -41,6 +44,7 @@ from .models import (
     ContentItem,
     Environment,
     EvaluationRun,
+    IdempotentRequest,
     Incident,
     Notification,
     Owner,
@@ -386,6 +390,104 @@ class RollbackNoteForm(forms.ModelForm):
         return self.instance.route if self.instance.route_id else None
 
 
+# Rows a delete cascades to that its confirmation page counts instead of listing: a route
+# may have millions of readings, and Django's page loaded every one into memory and wrote a
+# line for each (a service's, signal's or environment's delete, all of theirs).
+COUNTED_NOT_LISTED = (Reading, IdempotentRequest)
+
+
+def _required_keys(model, depth=3):
+    """The non-null foreign keys of `model` and of what they point to, `depth` deep (an
+    incident names its threshold, which names its route, which names its service), as
+    select_related paths (route, route__service, route__owner, signal, ...)."""
+    paths = []
+    for field in model._meta.concrete_fields:
+        if field.many_to_one and not field.null:
+            paths.append(field.name)
+            if depth > 1:
+                nested = _required_keys(field.related_model, depth - 1)
+                paths += [f"{field.name}__{path}" for path in nested]
+    return paths
+
+
+class _CountingCollector(NestedObjects):
+    """Django's admin collector, except that the COUNTED_NOT_LISTED rows stay in the
+    database: their querysets are kept (as a plain delete's collector keeps them for one
+    DELETE each) and counted once."""
+
+    def can_fast_delete(self, objs, from_field=None):
+        model = objs._meta.model if hasattr(objs, "_meta") else getattr(objs, "model", None)
+        return model in COUNTED_NOT_LISTED or super().can_fast_delete(objs, from_field)
+
+    def related_objects(self, related_model, related_fields, objs):
+        # Each row's line needs what its __str__ names (a threshold's route, service, signal
+        # and environment): Django's collector fetched those one query per row.
+        queryset = super().related_objects(related_model, related_fields, objs)
+        keys = _required_keys(related_model)
+        return queryset.select_related(*keys) if keys else queryset
+
+    def counted(self):
+        """{model: number of rows} of the COUNTED_NOT_LISTED querysets, one COUNT each."""
+        querysets = {}
+        for queryset in self.fast_deletes:
+            querysets.setdefault(queryset.model, []).append(queryset.order_by())
+        # One row may come through two paths (a service's reading: by service and by route).
+        return {model: reduce(or_, found).count() for model, found in querysets.items()}
+
+
+class ReadingsCounted:
+    """For admins whose deletes cascade to readings: the confirmation page (and the delete
+    action's) names how many readings go, in one COUNT, instead of loading and listing each.
+
+    The rest is Django's get_deleted_objects (django/contrib/admin/utils.py): the same
+    nested list, counts, missing permissions and protected rows."""
+
+    def get_deleted_objects(self, objs, request):
+        objs = list(objs)
+        if not objs:
+            return [], {}, set(), []
+        collector = _CountingCollector(using=router.db_for_write(objs[0]._meta.model), origin=objs)
+        collector.collect(objs)
+        perms_needed = set()
+
+        def format_callback(obj):
+            return self._deleted_object_line(request, obj, perms_needed)
+
+        to_delete = collector.nested(format_callback)
+        protected = [format_callback(obj) for obj in collector.protected]
+        model_count = {
+            model._meta.verbose_name_plural: len(rows)
+            for model, rows in collector.model_objs.items()
+        }
+        for model, count in collector.counted().items():
+            if not count:
+                continue
+            opts = model._meta
+            model_admin = self.admin_site._registry.get(model)
+            if model_admin is not None and not model_admin.has_delete_permission(request):
+                perms_needed.add(opts.verbose_name)
+            model_count[opts.verbose_name_plural] = count
+            to_delete.append(f"{capfirst(opts.verbose_name_plural)}: {count:,} (not listed)")
+        return to_delete, model_count, perms_needed, protected
+
+    def _deleted_object_line(self, request, obj, perms_needed):
+        """One object on the confirmation page, as Django writes it."""
+        opts = obj._meta
+        model_admin = self.admin_site._registry.get(type(obj))
+        if model_admin is None:
+            return f"{capfirst(opts.verbose_name)}: {obj}"
+        if not model_admin.has_delete_permission(request, obj):
+            perms_needed.add(opts.verbose_name)
+        try:
+            url = reverse(
+                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change",
+                args=[quote(obj.pk)],
+            )
+        except NoReverseMatch:
+            return f"{capfirst(opts.verbose_name)}: {obj}"
+        return format_html('{}: <a href="{}">{}</a>', capfirst(opts.verbose_name), url, str(obj))
+
+
 # --- reference data -----------------------------------------------------------
 
 
@@ -412,7 +514,7 @@ class ServiceKeyInline(admin.TabularInline):
 
 
 @admin.register(Service)
-class ServiceAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
+class ServiceAdmin(NotificationsGoWithIncidents, ReadingsCounted, admin.ModelAdmin):
     list_display = ["slug", "name", "owner", "base_url"]
     list_filter = ["owner"]
     list_select_related = ["owner"]
@@ -465,14 +567,14 @@ class ServiceKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):
+class EnvironmentAdmin(ReadingsCounted, admin.ModelAdmin):
     list_display = ["slug", "name", "is_production"]
     list_filter = ["is_production"]
     search_fields = ["slug", "name"]
 
 
 @admin.register(Signal)
-class SignalAdmin(admin.ModelAdmin):
+class SignalAdmin(ReadingsCounted, admin.ModelAdmin):
     list_display = ["key", "name", "unit", "kind", "direction"]
     list_filter = ["kind", "direction"]
     search_fields = ["key", "name"]
@@ -639,7 +741,7 @@ class RollbackNoteInline(PlainSelectsInline, RouteChildInline, admin.StackedInli
 
 
 @admin.register(Route)
-class RouteAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
+class RouteAdmin(NotificationsGoWithIncidents, ReadingsCounted, admin.ModelAdmin):
     list_display = [
         "__str__",
         "owner",
