@@ -931,23 +931,24 @@ class RouteAdmin(NotificationsGoWithIncidents, ReadingsCounted, admin.ModelAdmin
             return refused
         incident = get_object_or_404(Incident, pk=incident_id, route=route)
         if action == "acknowledge":
-            incident.acknowledge(request.user, request.POST.get("note", "").strip())
-            messages.success(request, f"Acknowledged: {incident}.")
+            form = AcknowledgeForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, f"Not acknowledged: {form.problem()}")
+            else:
+                incident.acknowledge(request.user, form.cleaned_data["note"])
+                messages.success(request, f"Acknowledged: {incident}.")
         elif action == "silence":
-            reason = request.POST.get("reason", "").strip()
-            try:
-                hours = int(request.POST.get("hours", ""))
-            except ValueError:
-                hours = None
-            if hours not in SILENCE_HOURS or not reason:
+            form = SilenceForm(request.POST)
+            if not form.is_valid():
                 messages.error(
                     request,
                     "Not silenced: choose how long "
-                    f"({', '.join(str(h) for h in SILENCE_HOURS)} hours) and say why.",
+                    f"({', '.join(str(h) for h in SILENCE_HOURS)} hours) and say why. "
+                    f"{form.problem()}",
                 )
             else:
-                until = timezone.now() + timedelta(hours=hours)
-                incident.silence(request.user, until, reason)
+                until = timezone.now() + timedelta(hours=form.cleaned_data["hours"])
+                incident.silence(request.user, until, form.cleaned_data["reason"])
                 messages.success(request, f"Silenced until {until:%Y-%m-%d %H:%M} UTC.")
         else:
             messages.error(request, f"Unknown incident action {action!r}.")
@@ -1717,20 +1718,33 @@ class ContentItemAdmin(SimpleHistoryAdmin):
         return super().render_change_form(request, context, *args, **kwargs)
 
 
-# The note page lists this many of the items decided on, then says how many more.
-REVIEW_CONFIRM_LISTED = 100
-
-
-class ReviewDecisionForm(forms.Form):
-    """What the item page and the actions post; the same limits as the API's reviews."""
-
-    decision = forms.ChoiceField(choices=Review.Decision.choices)
-    note = forms.CharField(required=False, max_length=5000)  # refuses NUL too
-
+class ActionForm(forms.Form):
     def problem(self):
         """The first error as one line, e.g. `Note: Null characters are not allowed.`"""
         name, errors = next(iter(self.errors.items()))
         return f"{self.fields[name].label or name.capitalize()}: {errors[0]}"
+
+
+# An incident's acknowledgement and silence, on the route page: the review note's limits
+# (CharField refuses NUL, which PostgreSQL cannot store: the page answered 500).
+class AcknowledgeForm(ActionForm):
+    note = forms.CharField(required=False, max_length=5000)
+
+
+class SilenceForm(ActionForm):
+    hours = forms.TypedChoiceField(choices=[(h, h) for h in SILENCE_HOURS], coerce=int)
+    reason = forms.CharField(max_length=5000)
+
+
+# The note page lists this many of the items decided on, then says how many more.
+REVIEW_CONFIRM_LISTED = 100
+
+
+class ReviewDecisionForm(ActionForm):
+    """What the item page and the actions post; the same limits as the API's reviews."""
+
+    decision = forms.ChoiceField(choices=Review.Decision.choices)
+    note = forms.CharField(required=False, max_length=5000)  # refuses NUL too
 
 
 def _is_web_url(url):

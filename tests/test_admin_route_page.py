@@ -121,6 +121,31 @@ def test_owner_silences_an_incident_for_hours_with_a_reason(client, page, alice,
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("action", "data", "problem"),
+    [
+        ("acknowledge", {"note": "on\x00it"}, "Note: Null characters are not allowed."),
+        ("acknowledge", {"note": "x" * 5001}, "Note: Ensure this value has at most 5000"),
+        ("silence", {"hours": 4, "reason": "de\x00ploy"}, "Reason: Null characters"),
+        ("silence", {"hours": 5, "reason": "deploy"}, "Hours: Select a valid choice."),
+    ],
+)
+def test_an_incident_note_the_database_cannot_store_is_refused(
+    client, page, route, action, data, problem
+):
+    # A NUL in the note or reason was a 500 on PostgreSQL (and stored on SQLite).
+    page()
+    incident = Incident.objects.create(
+        threshold=make_threshold(route), route=route, level="warn", peak_value=420
+    )
+    response = post_action(client, route, "incident", incident.pk, action, **data)
+    assert response.status_code == 302
+    assert problem in page()  # the message, on the route page
+    incident.refresh_from_db()
+    assert (incident.acknowledged_at, incident.silenced_until) == (None, None)
+
+
+@pytest.mark.django_db
 def test_silence_needs_a_reason(client, page, route):
     page()
     incident = Incident.objects.create(
