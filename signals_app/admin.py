@@ -201,6 +201,10 @@ def estimated_count(queryset, *, exact_below=200, sqlite_cap=10_000):
             estimate, capped = cursor.fetchone()
         return capped if capped < cap else max(estimate, cap)
     plan = queryset.order_by().explain(format="json")
+    if not plan:
+        # Django found the query empty without asking the database (an id beyond the
+        # column's range, ?route__id__exact=99999999999999999999999) and explains nothing.
+        return 0
     plan = json.loads(plan) if isinstance(plan, str) else plan
     estimate = int(plan[0]["Plan"]["Plan Rows"])
     if estimate <= exact_below:

@@ -18,7 +18,9 @@ class AdminInputMiddleware:
     - a lookup Django accepts but cannot turn into a date (`?applied_at__year=0`: "year 0 is
       out of range" is a ValueError raised while the changelist is built);
     - an action on rows given by something other than their ids (`_selected_action=abc`:
-      "Field 'id' expected a number"). Every model of the registry has integer ids.
+      "Field 'id' expected a number"). Every model of the registry has integer ids;
+    - a whole number beyond the database's integers (`?route=99999999999999999999999` on an
+      add form): SQLite raises OverflowError where PostgreSQL finds nothing.
     """
 
     def __init__(self, get_response):
@@ -47,10 +49,18 @@ class AdminInputMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
+        if not request.path.startswith(ADMIN_PREFIX):
+            return None
+        too_large = isinstance(exception, OverflowError) and _too_large_numbers(request)
+        if too_large:
+            return HttpResponseBadRequest(
+                f"A number in the request is too large: {too_large[0][:40]} "
+                f"(expected at most {MAX_DATABASE_INTEGER}). Change or remove it.",
+                content_type="text/plain; charset=utf-8",
+            )
         # Only that case: any other ValueError is a bug, and stays a 500 with its traceback.
         if (
             request.method == "GET"
-            and request.path.startswith(ADMIN_PREFIX)
             and isinstance(exception, ValueError)
             and "out of range" in str(exception)
             and any(name.rsplit("__", 1)[-1] in DATE_PARTS for name in request.GET)
@@ -65,3 +75,18 @@ class AdminInputMiddleware:
 
 def _is_id(value):
     return value.isascii() and value.isdigit()
+
+
+MAX_DATABASE_INTEGER = 2**63 - 1  # a 64-bit signed integer, on both databases
+
+
+def _too_large_numbers(request):
+    """The whole numbers of the query and form beyond the databases' integers."""
+    fields = [*request.GET.lists(), *(request.POST.lists() if request.method == "POST" else ())]
+    return [value for _, values in fields for value in values if _too_large(value)]
+
+
+def _too_large(value):
+    digits = value.removeprefix("-").lstrip("0")
+    # More than 19 digits is too large whatever they are (and int() of 5,000 digits raises).
+    return _is_id(digits) and (len(digits) > 19 or int(digits) > MAX_DATABASE_INTEGER)

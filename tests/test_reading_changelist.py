@@ -175,3 +175,38 @@ def test_another_value_error_on_an_admin_page_stays_a_500(client, admin_user, mo
     client.force_login(admin_user)
     response = client.get("/admin/signals_app/reading/?observed_at__year=2026")
     assert response.status_code == 500
+
+
+HUGE = "99999999999999999999999"
+
+
+@pytest.mark.django_db
+def test_a_filter_by_an_id_beyond_the_column_is_an_empty_list(client, admin_user, blog):
+    # Django knows the query is empty and explains nothing: the estimate read '' as JSON.
+    make_readings(make_route(blog), [1.0])
+    client.force_login(admin_user)
+    response = client.get(f"/admin/signals_app/reading/?route__id__exact={HUGE}")
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_add_form_given_an_id_beyond_the_databases_integers_never_fails(
+    client, admin_user, method
+):
+    # SQLite raised OverflowError drawing the route picker (a 500); PostgreSQL finds nothing.
+    client.force_login(admin_user)
+    url = "/admin/signals_app/threshold/add/"
+    if method == "get":
+        response = client.get(f"{url}?route={HUGE}")
+    else:
+        response = client.post(url, {"route": HUGE, "signal": "1", "warn": "1", "critical": "2"})
+    if connection.vendor == "sqlite":
+        assert response.status_code == 400
+        assert (
+            f"A number in the request is too large: {HUGE} (expected at most 9223372036854775807)"
+            in (response.content.decode())
+        )
+    else:
+        assert response.status_code == 200
