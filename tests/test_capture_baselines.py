@@ -186,6 +186,15 @@ def test_the_command_names_what_it_does_not_know():
         (["--minutes", "-5"], "--minutes expects .*; received -5.0"),
         (["--start", "yesterday"], "--start expects an ISO 8601 time .*; received 'yesterday'"),
         (["--end", "2026-13-01T00:00:00Z"], "--end expects an ISO 8601 time"),
+        # --minutes counts back from --end: with --start it was silently ignored.
+        (
+            ["--start", "2026-11-26T10:00:00Z", "--minutes", "30"],
+            "give either --start or --minutes, not both .*; received --start "
+            "2026-11-26T10:00:00Z --minutes 30",
+        ),
+        # SQLite raised OverflowError looking the id up (a traceback).
+        (["--route", "99999999999999999999999"], "--route expects an id from 1 to 922337"),
+        (["--route", "0"], "--route expects an id from 1 to 9223372036854775807; received 0"),
     ],
 )
 def test_bad_window_options_fail_naming_the_option(route, args, message):

@@ -162,9 +162,14 @@ def test_more_rows_than_one_default_chunk_are_all_deleted_with_progress(blog):
 
 
 @pytest.mark.django_db
-def test_chunk_size_must_be_positive():
-    with pytest.raises(CommandError, match="positive number of rows"):
-        run_prune("--chunk-size", "0")
+@pytest.mark.parametrize("size", ["0", "1000001", "99999999999999999999"])
+def test_chunk_size_must_be_in_range(size):
+    # 99999999999999999999 failed as "prune failed: datatype mismatch" (SQLite's LIMIT).
+    with pytest.raises(CommandError) as failure:
+        run_prune("--chunk-size", size)
+    assert str(failure.value) == (
+        f"--chunk-size expects a number of rows from 1 to 1,000,000, e.g. 10000; received {size}"
+    )
 
 
 # ---- readings

@@ -48,3 +48,15 @@ def text(option, value, *, max_length):
             f"{option} expects at most {max_length} characters; received {len(value)}"
         )
     return value
+
+
+MAX_ID = 2**63 - 1  # ids are 64-bit signed integers on both databases
+
+
+def ids(option, values):
+    """Ids argparse gave as ints, each from 1 to MAX_ID (SQLite raised OverflowError on a
+    larger one, PostgreSQL found nothing); else a CommandError naming the option."""
+    wrong = [value for value in values if not 1 <= value <= MAX_ID]
+    if wrong:
+        raise CommandError(f"{option} expects an id from 1 to {MAX_ID}; received {wrong[0]}")
+    return values

@@ -10,7 +10,7 @@ from signals_app.evaluation import (
     capture_baselines,
     capture_window,
 )
-from signals_app.management.arguments import bounded, moment
+from signals_app.management.arguments import bounded, ids, moment
 from signals_app.models import Environment, Route, Service, Signal
 
 KNOWN_LISTED = 20  # names listed after an unknown one
@@ -52,10 +52,16 @@ class Command(BaseCommand):
             "--minutes", options["minutes"], low=1, high=MAX_MINUTES, unit="minutes", example=60
         )
         window_start = moment("--start", options["start"])
+        if window_start is not None and minutes is not None:
+            # --minutes counts back from --end: with --start too, one of them was ignored.
+            raise CommandError(
+                "give either --start or --minutes, not both (--minutes counts back from --end); "
+                f"received --start {options['start']} --minutes {options['minutes']:g}"
+            )
         window_end = moment("--end", options["end"])
         # Every name and id must exist: a typo captures nothing and must not look like success.
         services = self._named(Service, "slug", options["service"])
-        chosen = self._named(Route, "pk", options["route"])
+        chosen = self._named(Route, "pk", ids("--route", options["route"]))
         routes = Route.objects.all()
         if services is not None:
             routes = routes.filter(service__in=services)

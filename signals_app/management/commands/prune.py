@@ -5,6 +5,9 @@ from django.utils import timezone
 
 from signals_app.retention import CHUNK_SIZE, cutoffs, prune
 
+# A DELETE of more rows at once holds its locks and its WAL longer than any gain is worth.
+MAX_CHUNK_SIZE = 1_000_000
+
 
 class Command(BaseCommand):
     help = (
@@ -29,8 +32,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, dry_run=False, chunk_size=CHUNK_SIZE, **options):
-        if chunk_size < 1:
-            raise CommandError("--chunk-size expects a positive number of rows, e.g. 10000")
+        if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+            # SQLite refused a LIMIT beyond its integers with "datatype mismatch".
+            raise CommandError(
+                f"--chunk-size expects a number of rows from 1 to {MAX_CHUNK_SIZE:,}, "
+                f"e.g. 10000; received {chunk_size}"
+            )
         now = timezone.now()
         if dry_run:
             cut = cutoffs(now)
