@@ -56,6 +56,16 @@ def test_malformed_variable_names_itself():
     assert "DEBUG is malformed" in result.stderr
 
 
+def test_a_refused_setting_is_one_line_not_a_traceback():
+    # The README promises "an error naming the variable": it was the last of 40 lines.
+    result = manage("check", DQ_INGEST_RATE="abc")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "ImproperlyConfigured: DQ_INGEST_RATE is malformed: expected requests per service key "
+        "and period, e.g. 6000/min or 100/s (periods s, min, hour, day); received 'abc'\n"
+    )
+
+
 def test_deploy_check_prints_no_warnings_with_production_variables():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
