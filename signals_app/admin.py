@@ -172,6 +172,15 @@ class AuditedAdmin(SimpleHistoryAdmin):
                 previous.history_delta_changes = helper.context_for_delta_changes(delta)
             previous = current
 
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        """A past version's page, whose "Revert" saves it: only for who may change the row
+        now. simple_history asks for the view permission alone, so an owner could save
+        another team's threshold there (moved to one of their own routes, new levels)."""
+        current = self.get_object(request, unquote(object_id))
+        if current is None or not self.has_change_permission(request, current):
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
 
 # --- the big table ------------------------------------------------------------
 

@@ -143,3 +143,54 @@ def test_content_review_status_history_is_visible(client):
     assert "needs_review" in html or "needs review" in html
     assert "reviewed" in html
     assert "root" in html
+
+
+def version_url(obj):
+    record = obj.history.earliest("history_date")
+    return reverse(
+        f"admin:signals_app_{obj._meta.model_name}_simple_history", args=[obj.pk, record.pk]
+    )
+
+
+def threshold_fields(threshold, **changes):
+    return {
+        "route": threshold.route_id,
+        "signal": threshold.signal_id,
+        "environment": threshold.environment_id,
+        "statistic": threshold.statistic,
+        "cache_segment": threshold.cache_segment,
+        "window_minutes": threshold.window_minutes,
+        "warn": threshold.warn,
+        "critical": threshold.critical,
+        "min_samples": threshold.min_samples,
+        "sustain_minutes": threshold.sustain_minutes,
+        **changes,
+    }
+
+
+@pytest.mark.django_db
+def test_owner_cannot_revert_another_teams_threshold(owner_client, blog, search):
+    # simple_history's version page asked only for the view permission: its "Revert" saved
+    # another team's threshold, moved to one of alice's routes with her levels.
+    mine = make_route(blog)
+    theirs = make_threshold(make_route(search), warn=300, critical=800)
+    url = version_url(theirs)
+    assert owner_client.get(url).status_code == 403
+    response = owner_client.post(url, threshold_fields(theirs, route=mine.pk, warn=1, critical=2))
+    assert response.status_code == 403
+    theirs.refresh_from_db()
+    assert (theirs.route.service.slug, theirs.warn, theirs.critical) == ("search", 300, 800)
+    assert version_url(theirs) not in history(owner_client, theirs)  # no link to it
+
+
+@pytest.mark.django_db
+def test_owner_reverts_own_threshold_to_a_past_version(owner_client, blog):
+    threshold = make_threshold(make_route(blog), warn=300, critical=800)
+    edit(owner_client, threshold, warn="350")
+    url = version_url(threshold)
+    assert url in history(owner_client, threshold)
+    assert owner_client.get(url).status_code == 200
+    response = owner_client.post(url, threshold_fields(threshold, warn=300))
+    assert response.status_code == 302
+    threshold.refresh_from_db()
+    assert threshold.warn == 300
