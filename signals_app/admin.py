@@ -7,6 +7,8 @@ what the route promises, its statuses, charts, incidents, baselines, changes and
 rollback notes.
 """
 
+import dataclasses
+import functools
 import json
 from datetime import timedelta
 from functools import reduce
@@ -16,8 +18,9 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import NestedObjects, quote, unquote
+from django.contrib.admin.options import ActionLocation, IncorrectLookupParameters
+from django.contrib.admin.utils import NestedObjects, model_ngettext, quote, unquote
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.widgets import AdminIntegerFieldWidget
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -93,15 +96,116 @@ def cached_choices(request, key, queryset):
     return cache[key]
 
 
+def owned_rows(request, queryset):
+    """The rows of `queryset` (thresholds, baselines, ...) on routes the user owns."""
+    return queryset.filter(route__in=Route.objects.owned_by(request.user).values("pk"))
+
+
+class OwnRoutesFilter(admin.SimpleListFilter):
+    """Rows of the routes the user owns (the default, ?mine=1) or of every team's (?mine=0).
+
+    Mine by default: an owner opens Thresholds to curate their own, the list they had
+    before other teams' rows could be read, and "select all" then meets none they may not
+    change. Superusers own every route, so they get no such filter."""
+
+    title = "ownership"
+    parameter_name = "mine"
+
+    def lookups(self, request, model_admin):
+        return [("1", "routes I own"), ("0", "every team's routes")]
+
+    def value(self):
+        return super().value() or "1"
+
+    def choices(self, changelist):
+        # No "All" entry: with no parameter the list is the user's own.
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == "1":
+            return owned_rows(request, queryset)
+        if self.value() == "0":
+            return queryset
+        # The admin's answer to a lookup it does not know: the list, flagged ?e=1.
+        raise IncorrectLookupParameters(f"?mine= is 1 or 0, not {self.value()!r}")
+
+
+class OwnRoutesChangeList(ChangeList):
+    """ "N results (M total)" beside the search box counts M over the ownership chosen (the
+    user's routes by default), not over every team's rows: its link opens the default list,
+    and the default page said "3 results (10 total)", a link to itself."""
+
+    def get_results(self, request):
+        everyone = self.root_queryset
+        for spec in self.filter_specs:
+            if isinstance(spec, OwnRoutesFilter):
+                self.root_queryset = spec.queryset(request, everyone)
+        try:
+            super().get_results(request)
+        finally:
+            self.root_queryset = everyone
+
+
+def own_rows_only(action):
+    """An action of a RouteOwnedAdmin runs on the selected rows of the user's routes only
+    and says how many others it left alone (none of the user's: it does not run)."""
+
+    @functools.wraps(action)
+    def run(model_admin, request, queryset):
+        if request.user.is_superuser:
+            return action(model_admin, request, queryset)
+        mine = owned_rows(request, queryset)
+        refused = queryset.count() - mine.count()
+        if refused:
+            rows = model_ngettext(model_admin.opts, refused)
+            model_admin.message_user(
+                request,
+                f"{refused} of the selected {rows} belong to another team's routes: "
+                "left alone (you change only your team's routes' rows).",
+                messages.WARNING,
+            )
+            if not mine.exists():
+                return None
+        return action(model_admin, request, mine)
+
+    return run
+
+
 class RouteOwnedAdmin:
-    """For models hanging off a route: owners see and change only their routes' rows."""
+    """For models hanging off a route: everyone with a login reads every row (another
+    team's open on Django's view-only page), owners change only their routes' rows."""
 
     def get_queryset(self, request):
         # Change and history pages name the object too: fetch what its __str__ needs.
-        queryset = super().get_queryset(request).select_related(*self.list_select_related)
+        return super().get_queryset(request).select_related(*self.list_select_related)
+
+    def get_list_filter(self, request):
         if request.user.is_superuser:
-            return queryset
-        return queryset.filter(route__in=Route.objects.owned_by(request.user).values("pk"))
+            return self.list_filter
+        return [OwnRoutesFilter, *self.list_filter]
+
+    def get_changelist(self, request, **kwargs):
+        return OwnRoutesChangeList
+
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        # Every action here changes rows (delete, capture, rehearsal): the user's only.
+        actions = super().get_actions(request, action_location=action_location)
+        return {
+            name: dataclasses.replace(action, func=own_rows_only(action.func))
+            for name, action in actions.items()
+        }
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if request.path.endswith("/autocomplete/"):
+            # A picker (a rollback note's change) offers rows of the user's routes only.
+            queryset = owned_rows(request, queryset)
+        return queryset, may_have_duplicates
 
     def has_change_permission(self, request, obj=None):
         allowed = super().has_change_permission(request, obj)
@@ -119,13 +223,8 @@ class RouteOwnedAdmin:
 
 
 class RouteChildInline:
-    """Inlines of the route page: editable only on a route the user owns. On another
-    team's route no row links to its own page: the threshold and rollback-note admins list
-    only the user's own, so the link said the row "doesn't exist. Perhaps it was deleted?"."""
-
-    def get_formset(self, request, obj=None, **kwargs):
-        self.show_change_link = obj is None or owns_route(request, obj.pk)
-        return super().get_formset(request, obj, **kwargs)
+    """Inlines of the route page: editable only on a route the user owns (on another
+    team's, each row's link opens its read-only page)."""
 
     def has_add_permission(self, request, obj=None):
         allowed = super().has_add_permission(request, obj)

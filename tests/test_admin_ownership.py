@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin import helpers
 from django.contrib.auth.models import Permission
 from django.db import OperationalError, connection
 from django.urls import reverse
@@ -86,40 +87,211 @@ def make_owned_objects(route):
     }
 
 
+MODELS = ["threshold", "baseline", "change", "rollbacknote"]
+
+
+def changelist(client, model, query=""):
+    response = client.get(reverse(f"admin:signals_app_{model}_changelist") + query)
+    assert response.status_code == 200
+    return response
+
+
+def listed(response):
+    return {obj.pk for obj in response.context["cl"].result_list}
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("model", ["threshold", "baseline", "change", "rollbacknote"])
-def test_changelist_lists_only_the_owners_rows(
+@pytest.mark.parametrize("model", MODELS)
+def test_changelist_lists_the_owners_rows_unless_asked_for_every_teams(
     client, alice_owner, blog_route, search_route, model
 ):
     mine = make_owned_objects(blog_route)[model]
     theirs = make_owned_objects(search_route)[model]
     client.force_login(alice_owner)
-    response = client.get(reverse(f"admin:signals_app_{model}_changelist"))
-    assert response.status_code == 200
-    listed = {obj.pk for obj in response.context["cl"].result_list}
-    assert listed == {mine.pk}
-    assert theirs.pk not in listed
+    default = changelist(client, model)
+    assert listed(default) == {mine.pk}
+    assert default.context["cl"].full_result_count == 1  # not "1 result (2 total)"
+    assert listed(changelist(client, model, "?mine=1")) == {mine.pk}
+    every = changelist(client, model, "?mine=0")
+    assert listed(every) == {mine.pk, theirs.pk}
+    assert every.context["cl"].full_result_count == 2
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("model", ["threshold", "baseline", "change", "rollbacknote"])
-def test_outsider_cannot_open_another_owners_row(client, alice_owner, search_route, model):
+def test_the_ownership_filter_offers_mine_selected_by_default_then_every_teams(
+    client, alice_owner, blog_route
+):
+    client.force_login(alice_owner)
+    html = changelist(client, "threshold").content.decode()
+    assert '<li class="selected">\n    <a href="?mine=1">routes I own</a>' in html
+    assert 'href="?mine=0">every team&#x27;s routes</a>' in html
+    html = changelist(client, "threshold", "?mine=0").content.decode()
+    assert '<li class="selected">\n    <a href="?mine=0">' in html
+
+
+@pytest.mark.django_db
+def test_an_unknown_ownership_value_is_the_admins_flagged_list(client, alice_owner, blog_route):
+    client.force_login(alice_owner)
+    response = client.get(reverse("admin:signals_app_threshold_changelist") + "?mine=2")
+    assert response.status_code == 302
+    assert response.url.endswith("?e=1")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", MODELS)
+def test_owner_reads_another_teams_row_on_its_view_only_page(
+    client, alice_owner, search_route, model
+):
     theirs = make_owned_objects(search_route)[model]
     client.force_login(alice_owner)
     response = client.get(change_url(theirs))
-    # The admin answers "doesn't exist" (a redirect to the index), never an edit form.
-    assert response.status_code == 302
-    assert response.url == reverse("admin:index")
+    assert response.status_code == 200
+    assert response.context["has_change_permission"] is False
+    assert response.context["has_delete_permission"] is False
+    html = response.content.decode()
+    assert 'name="_save"' not in html
+    assert 'name="_continue"' not in html
+    assert reverse(f"admin:signals_app_{model}_delete", args=[theirs.pk]) not in html
+    assert '<div class="readonly">' in html
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("model", ["threshold", "baseline", "change", "rollbacknote"])
+@pytest.mark.parametrize("model", MODELS)
+def test_owner_cannot_save_another_teams_row(client, alice_owner, blog_route, search_route, model):
+    theirs = make_owned_objects(search_route)[model]
+    client.force_login(alice_owner)
+    # Her own row's form, posted to theirs: moving it to her route is what it would do.
+    form = client.get(change_url(make_owned_objects(blog_route)[model])).context["adminform"]
+    data = dict.fromkeys(form.form.fields, "")
+    data.update(route=blog_route.pk, _save="Save")
+    response = client.post(change_url(theirs), data)
+    assert response.status_code == 403
+    theirs.refresh_from_db()
+    assert theirs.route_id == search_route.pk
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", MODELS)
+def test_owner_reads_another_teams_rows_history(client, alice_owner, search_route, model):
+    theirs = make_owned_objects(search_route)[model]
+    theirs.save()
+    client.force_login(alice_owner)
+    url = reverse(f"admin:signals_app_{model}_history", args=[theirs.pk])
+    response = client.get(url)
+    assert response.status_code == 200
+    assert len(response.context["page_obj"]) == 2
+    assert response.context["revert_disabled"] is True
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", MODELS)
+def test_own_rows_page_is_editable_as_before(client, alice_owner, blog_route, model):
+    mine = make_owned_objects(blog_route)[model]
+    client.force_login(alice_owner)
+    response = client.get(change_url(mine))
+    assert response.status_code == 200
+    assert response.context["has_change_permission"] is True
+    assert 'name="_save"' in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", MODELS)
 def test_outsider_cannot_delete_another_owners_row(client, alice_owner, search_route, model):
     theirs = make_owned_objects(search_route)[model]
     client.force_login(alice_owner)
     url = reverse(f"admin:signals_app_{model}_delete", args=[theirs.pk])
-    client.post(url, {"post": "yes"})
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"post": "yes"}).status_code == 403
     assert type(theirs).objects.filter(pk=theirs.pk).exists()
+
+
+def act(client, model, action, objects, **extra):
+    """Run a changelist action on every team's list (?mine=0), following the redirect."""
+    data = {"action": action, helpers.ACTION_CHECKBOX_NAME: [o.pk for o in objects], **extra}
+    url = reverse(f"admin:signals_app_{model}_changelist") + "?mine=0"
+    return client.post(url, data, follow=True)
+
+
+def messages_of(response):
+    return [str(message) for message in response.context["messages"]]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", MODELS)
+def test_the_delete_action_leaves_another_teams_rows_and_says_so(
+    client, alice_owner, blog_route, search_route, model
+):
+    mine = make_owned_objects(blog_route)[model]
+    theirs = make_owned_objects(search_route)[model]
+    client.force_login(alice_owner)
+    confirm = act(client, model, "delete_selected", [mine, theirs])
+    assert confirm.status_code == 200
+    assert list(confirm.context["queryset"]) == [mine]  # the page asks about hers only
+    name = type(theirs)._meta.verbose_name
+    assert messages_of(confirm) == [
+        f"1 of the selected {name} belong to another team's routes: left alone "
+        "(you change only your team's routes' rows)."
+    ]
+    done = act(client, model, "delete_selected", [mine], post="yes")
+    assert done.status_code == 200
+    assert not type(mine).objects.filter(pk=mine.pk).exists()
+    assert type(theirs).objects.filter(pk=theirs.pk).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("model", "action"),
+    [
+        ("threshold", "delete_selected"),
+        ("baseline", "delete_selected"),
+        ("baseline", "recapture"),
+        ("change", "delete_selected"),
+        ("rollbacknote", "delete_selected"),
+        ("rollbacknote", "rehearsed_passed"),
+        ("rollbacknote", "rehearsed_failed"),
+    ],
+)
+def test_no_action_runs_on_another_teams_rows(client, alice_owner, search_route, model, action):
+    theirs = make_owned_objects(search_route)[model]
+    make_readings(search_route, [100.0] * 5)  # what a capture would capture
+    before = list(type(theirs).objects.values())
+    client.force_login(alice_owner)
+    response = act(client, model, action, [theirs], post="yes")
+    assert response.status_code == 200
+    # Only this message: the action itself did not run to say anything.
+    assert messages_of(response) == [
+        f"1 of the selected {theirs._meta.verbose_name} belong to another team's routes: "
+        "left alone (you change only your team's routes' rows)."
+    ]
+    assert list(type(theirs).objects.values()) == before
+
+
+@pytest.mark.django_db
+def test_a_superusers_list_has_no_ownership_filter(admin_client, blog_route, search_route):
+    make_owned_objects(blog_route), make_owned_objects(search_route)
+    response = changelist(admin_client, "threshold")
+    assert len(listed(response)) == 2
+    assert "routes I own" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_rollback_notes_change_picker_suggests_only_own_routes_changes(
+    client, alice_owner, blog_route, search_route
+):
+    mine = make_owned_objects(blog_route)["change"]
+    make_owned_objects(search_route)
+    client.force_login(alice_owner)
+    response = client.get(
+        reverse("admin:autocomplete"),
+        {
+            "app_label": "signals_app",
+            "model_name": "rollbacknote",
+            "field_name": "change",
+            "term": "",
+        },
+    )
+    assert response.status_code == 200
+    assert [int(r["id"]) for r in response.json()["results"]] == [mine.pk]
 
 
 @pytest.mark.django_db
@@ -596,14 +768,29 @@ def test_an_admin_route_delete_that_times_out_on_the_lock_loses_nothing(
 
 
 @pytest.mark.django_db
-def test_another_teams_route_page_links_to_no_row_the_owner_cannot_open(
-    client, alice_owner, blog_route, search_route
+def test_another_teams_route_page_links_to_its_rows_view_only_pages(
+    client, alice_owner, search_route
 ):
-    theirs, mine = make_threshold(search_route), make_threshold(blog_route)
-    note = RollbackNote.objects.create(route=search_route, steps="revert")
+    theirs = make_owned_objects(search_route)
+    Baseline.objects.filter(pk=theirs["baseline"].pk).update(active=True)
     client.force_login(alice_owner)
     page = client.get(change_url(search_route)).content.decode()
-    assert "/search" in page  # owners read every route
-    assert change_url(theirs) not in page  # it answered "doesn't exist. Perhaps deleted?"
-    assert change_url(note) not in page
-    assert change_url(mine) in client.get(change_url(blog_route)).content.decode()
+    assert "You do not own this route" in page
+    # The page's tables link each row by its name (removed when the row's page answered
+    # "doesn't exist. Perhaps it was deleted?").
+    labels = {"threshold": "response_time_ms", "baseline": "response_time_ms"}
+    labels.update(change="ttl", rollbacknote="redeploy 1.7.8")
+    for model, obj in theirs.items():
+        assert f'<a href="{change_url(obj)}">{labels[model]}</a>' in page, model
+        response = client.get(change_url(obj))
+        assert response.status_code == 200
+        assert 'name="_save"' not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_another_teams_route_page_rows_say_view_not_change(client, alice_owner, search_route):
+    theirs = make_owned_objects(search_route)
+    client.force_login(alice_owner)
+    page = client.get(change_url(search_route)).content.decode()
+    for model in ("threshold", "rollbacknote"):  # the inlines
+        assert f'<a href="{change_url(theirs[model])}" class="inlineviewlink">View</a>' in page

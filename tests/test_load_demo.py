@@ -110,8 +110,10 @@ def test_a_demo_owner_with_a_password_can_curate_her_thresholds_in_the_admin(cli
     threshold = Threshold.objects.filter(route__service__slug="blog").first()
     assert client.get(f"/admin/signals_app/threshold/{threshold.pk}/change/").status_code == 200
     theirs = Threshold.objects.filter(route__service__slug="search").first()
-    # Another team's threshold "doesn't exist" for her (a redirect to the index).
-    assert client.get(f"/admin/signals_app/threshold/{theirs.pk}/change/").status_code == 302
+    # Another team's threshold she reads, read-only.
+    response = client.get(f"/admin/signals_app/threshold/{theirs.pk}/change/")
+    assert response.status_code == 200
+    assert response.context["has_change_permission"] is False
 
 
 @pytest.mark.django_db
