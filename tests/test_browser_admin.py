@@ -2,7 +2,7 @@
 against pytest-django's live_server.
 
 An owner logs in, edits a threshold, finds the edit in its history, opens /board and a
-route page with its chart; another owner's threshold must not be editable anywhere.
+route page with its chart; another owner's threshold opens from their route page, read-only.
 Skips, saying why, only where Chromium (or Playwright) is absent.
 """
 
@@ -124,12 +124,16 @@ def test_owner_curates_in_a_real_browser(live_server, world):
         assert "warn 350 ms" in page.locator("figure.dq-chart").first.inner_text()
         assert page.locator('input[name="thresholds-0-warn"]').is_editable()
 
-        # Another owner's threshold is editable nowhere.
-        page.goto(f"{base}/admin/signals_app/threshold/{their.pk}/change/")
-        assert page.locator("input[name=warn]").count() == 0
+        # Another owner's threshold is editable nowhere, and readable from their route page.
         page.goto(f"{base}/admin/signals_app/route/{their_route.pk}/change/")
         assert page.locator("#summary").is_visible()
         assert page.locator('input[name="thresholds-0-warn"]').count() == 0
+        assert page.locator('input[name="_save"]').count() == 0
+        page.locator("#status a", has_text="response_time_ms").click()
+        page.wait_for_url(f"{base}/admin/signals_app/threshold/{their.pk}/change/")
+        assert page.locator("h1").inner_text().startswith("View threshold")
+        assert "500" in page.locator(".field-warn .readonly").inner_text()
+        assert page.locator("input[name=warn]").count() == 0
         assert page.locator('input[name="_save"]').count() == 0
 
     assert Threshold.objects.get(pk=threshold.pk).warn == 350
