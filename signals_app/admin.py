@@ -136,9 +136,10 @@ class OwnRoutesFilter(admin.SimpleListFilter):
 
 
 class OwnRoutesChangeList(ChangeList):
-    """ "N results (M total)" beside the search box counts M over the ownership chosen (the
-    user's routes by default), not over every team's rows: its link opens the default list,
-    and the default page said "3 results (10 total)", a link to itself."""
+    """The changelist whose "N results (M total)", beside the search box, counts M over
+    the ownership chosen (the user's routes by default), not over every team's rows: that
+    link opens the default list, and the default page said "3 results (10 total)", a link
+    to itself."""
 
     def get_results(self, request):
         everyone = self.root_queryset
@@ -160,18 +161,16 @@ def own_rows_only(action):
         if request.user.is_superuser:
             return action(model_admin, request, queryset)
         mine = owned_rows(request, queryset)
-        refused = queryset.count() - mine.count()
-        if refused:
-            rows = model_ngettext(model_admin.opts, refused)
+        selected, owned = queryset.count(), mine.count()
+        if owned < selected:
+            refused = selected - owned
             model_admin.message_user(
                 request,
-                f"{refused} of the selected {rows} belong to another team's routes: "
-                "left alone (you change only your team's routes' rows).",
+                f"Left alone: {refused} selected {model_ngettext(model_admin.opts, refused)} "
+                "on another team's routes; you change only your own routes' rows.",
                 messages.WARNING,
             )
-            if not mine.exists():
-                return None
-        return action(model_admin, request, mine)
+        return action(model_admin, request, mine) if owned else None
 
     return run
 

@@ -216,6 +216,13 @@ def messages_of(response):
     return [str(message) for message in response.context["messages"]]
 
 
+def left_alone(obj):
+    return (
+        f"Left alone: 1 selected {obj._meta.verbose_name} on another team's routes; "
+        "you change only your own routes' rows."
+    )
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("model", MODELS)
 def test_the_delete_action_leaves_another_teams_rows_and_says_so(
@@ -227,11 +234,7 @@ def test_the_delete_action_leaves_another_teams_rows_and_says_so(
     confirm = act(client, model, "delete_selected", [mine, theirs])
     assert confirm.status_code == 200
     assert list(confirm.context["queryset"]) == [mine]  # the page asks about hers only
-    name = type(theirs)._meta.verbose_name
-    assert messages_of(confirm) == [
-        f"1 of the selected {name} belong to another team's routes: left alone "
-        "(you change only your team's routes' rows)."
-    ]
+    assert messages_of(confirm) == [left_alone(theirs)]
     done = act(client, model, "delete_selected", [mine], post="yes")
     assert done.status_code == 200
     assert not type(mine).objects.filter(pk=mine.pk).exists()
@@ -259,10 +262,7 @@ def test_no_action_runs_on_another_teams_rows(client, alice_owner, search_route,
     response = act(client, model, action, [theirs], post="yes")
     assert response.status_code == 200
     # Only this message: the action itself did not run to say anything.
-    assert messages_of(response) == [
-        f"1 of the selected {theirs._meta.verbose_name} belong to another team's routes: "
-        "left alone (you change only your team's routes' rows)."
-    ]
+    assert messages_of(response) == [left_alone(theirs)]
     assert list(type(theirs).objects.values()) == before
 
 
