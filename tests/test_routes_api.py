@@ -6,7 +6,7 @@ from django.db.models.signals import pre_delete
 
 from signals_app.models import Reading, Route, Threshold
 from tests.api import bearer, call
-from tests.builders import make_key, make_readings, make_route, make_threshold
+from tests.builders import make_key, make_readings, make_route, make_threshold, make_user
 from tests.threads import evaluation_lock_held_elsewhere
 
 URL = "/api/v1/routes"
@@ -216,9 +216,35 @@ def test_a_route_delete_that_times_out_on_the_lock_loses_nothing(client, root, b
 
 
 @pytest.mark.django_db
-def test_a_duplicate_route_is_400(client, alice, blog_routes):
+def test_a_duplicate_route_is_a_409_naming_the_existing_one(client, alice, blog_routes):
     client.force_login(alice)
-    call(client, "POST", URL, {"service": "blog", "path": "/posts/{slug}"}, expect_status=400)
+    body = {"service": "blog", "path": "/posts/{slug}"}
+    problem = call(client, "POST", URL, body, expect_status=409).json()
+    (error,) = problem["errors"]
+    assert error["message"] == f"route {blog_routes[0].pk} already has this service, method, path"
+    assert error["received"] == {"service": "blog", "method": "GET", "path": "/posts/{slug}"}
+    assert problem["retryable"] is False
+    # Another method is another route.
+    call(client, "POST", URL, {**body, "method": "HEAD"}, expect_status=201)
+
+
+@pytest.mark.django_db
+def test_another_team_registering_a_duplicate_route_is_403(client, blog_routes, search_team):
+    dana = make_user("dana")
+    search_team.members.add(dana)
+    client.force_login(dana)
+    call(client, "POST", URL, {"service": "blog", "path": "/posts/{slug}"}, expect_status=403)
+
+
+@pytest.mark.django_db
+def test_a_patch_onto_another_routes_path_is_a_409(client, alice, blog_routes):
+    posts, tags = blog_routes
+    client.force_login(alice)
+    response = call(client, "PATCH", f"{URL}/{tags.pk}", {"path": "/posts/{slug}"},
+                    expect_status=409)  # fmt: skip
+    assert response.json()["errors"][0]["message"].startswith(f"route {posts.pk} already has")
+    tags.refresh_from_db()
+    assert tags.path == "/tags/{tag}"
 
 
 @pytest.mark.django_db

@@ -1,10 +1,14 @@
 """/api/v1/thresholds: owners curate the thresholds of their routes (§Roles)."""
 
+import threading
+
 import pytest
+from django.db import connection, connections
+from django.db.models.signals import pre_save
 
 from signals_app.models import Threshold
 from tests.api import bearer, call
-from tests.builders import make_key, make_route, make_threshold
+from tests.builders import make_key, make_route, make_threshold, make_user
 
 URL = "/api/v1/thresholds"
 
@@ -224,10 +228,122 @@ def test_it_rejects_bad_values(client, alice, blog_route, field, value):
 
 
 @pytest.mark.django_db
-def test_a_duplicate_threshold_is_400(client, alice, blog_route):
+def test_a_duplicate_threshold_is_a_409_naming_the_existing_one(client, alice, blog_route):
+    client.force_login(alice)
+    first = call(client, "POST", URL, payload(blog_route), expect_status=201).json()["id"]
+    response = call(client, "POST", URL, payload(blog_route, warn=250), expect_status=409)
+    problem = response.json()
+    assert problem["type"].endswith(":duplicate")
+    assert problem["retryable"] is False
+    assert f"threshold {first} already has this route, signal" in problem["detail"]
+    (error,) = problem["errors"]
+    assert error["message"] == (
+        f"threshold {first} already has this route, signal, environment, statistic, "
+        "cache_segment, window_minutes"
+    )
+    assert "no other threshold has" in error["expected"]
+    assert error["received"] == {
+        "route": blog_route.pk,
+        "signal": "response_time_ms",
+        "environment": "production",
+        "statistic": "p95",
+        "cache_segment": "miss",
+        "window_minutes": 15,
+    }
+    assert Threshold.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_duplicate_is_said_with_the_defaults_it_would_take(client, alice, blog_route):
+    client.force_login(alice)
+    existing = make_threshold(blog_route, statistic="p95", cache_segment="all", window_minutes=15)
+    body = {"route": blog_route.pk, "signal": "response_time_ms", "environment": "production",
+            "warn": 1, "critical": 2}  # fmt: skip
+    (error,) = call(client, "POST", URL, body, expect_status=409).json()["errors"]
+    assert error["message"].startswith(f"threshold {existing.pk} already has")
+    assert error["received"]["statistic"] == "p95"
+    assert error["received"]["window_minutes"] == 15
+
+
+@pytest.mark.django_db
+def test_another_team_posting_a_duplicate_is_refused_as_for_any_other_body(
+    client, blog_route, search_team
+):
+    # The duplicate check hid the permission check: dana got "must make a unique set".
+    dana = make_user("dana")
+    search_team.members.add(dana)
+    make_threshold(blog_route, statistic="p95", cache_segment="miss", window_minutes=15)
+    client.force_login(dana)
+    call(client, "POST", URL, payload(blog_route), expect_status=403)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("levels", "field"),
+    [
+        ({"warn": 900, "critical": 800}, "critical"),
+        ({"warn": -1}, "warn"),
+        ({"warn": 1e308, "critical": 1e308}, "warn"),
+    ],
+)
+def test_a_duplicate_with_invalid_levels_is_told_its_levels_first(
+    client, alice, blog_route, levels, field
+):
     client.force_login(alice)
     call(client, "POST", URL, payload(blog_route), expect_status=201)
-    call(client, "POST", URL, payload(blog_route), expect_status=400)
+    call(client, "POST", URL, payload(blog_route, **levels), expect_status=400,
+         expect_field=field)  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_patch_onto_another_thresholds_set_is_a_409(client, alice, blog_route):
+    kept = make_threshold(blog_route, statistic="p95", window_minutes=15)
+    moved = make_threshold(blog_route, statistic="p95", window_minutes=30)
+    client.force_login(alice)
+    url = f"{URL}/{moved.pk}"
+    (error,) = call(client, "PATCH", url, {"window_minutes": 15}, expect_status=409).json()[
+        "errors"
+    ]
+    assert error["message"].startswith(f"threshold {kept.pk} already has")
+    # Its own set, sent back as it is, is no conflict.
+    call(client, "PATCH", url, {"window_minutes": 30, "warn": 200})
+    call(client, "PUT", url, call(client, "GET", url).json())
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrency test needs PostgreSQL")
+def test_a_duplicate_stored_concurrently_is_the_same_409_and_stores_nothing(
+    client, alice, blog_route
+):
+    """Another request stores the same set after this one's check and before its INSERT:
+    the unique constraint refuses ours, and the answer names the other (not a 500)."""
+    raced, started = [], []
+
+    def store_the_same_elsewhere(sender, instance, **kwargs):
+        if started:  # once, and not for the other thread's own save
+            return
+        started.append(True)
+
+        def insert():
+            try:
+                raced.append(make_threshold(blog_route, statistic="p95", cache_segment="miss"))
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=insert)
+        thread.start()
+        thread.join()
+
+    pre_save.connect(store_the_same_elsewhere, sender=Threshold, dispatch_uid="test-race")
+    client.force_login(alice)
+    try:
+        response = call(client, "POST", URL, payload(blog_route), expect_status=409)
+    finally:
+        pre_save.disconnect(sender=Threshold, dispatch_uid="test-race")
+    (error,) = response.json()["errors"]
+    assert error["message"].startswith(f"threshold {raced[0].pk} already has")
+    assert list(Threshold.objects.values_list("pk", flat=True)) == [raced[0].pk]
 
 
 @pytest.mark.django_db

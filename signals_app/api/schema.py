@@ -13,7 +13,8 @@ DESCRIPTIONS = {
     403: "Authenticated, but not allowed to do this or to name that object",
     404: "No such object or path",
     406: "The Accept header names no JSON type",
-    409: "A state conflict; an Idempotency-Key still running is retryable after Retry-After",
+    409: "A state conflict: a duplicate of an existing object (named in the detail), or an "
+    "Idempotency-Key still running (retryable after Retry-After)",
     413: "Body over 1 MiB or more than 1,000 readings",
     415: "The body is not JSON, or is compressed (only Content-Encoding identity)",
     422: "Idempotency-Key reused with another body",

@@ -3,10 +3,11 @@ import math
 from collections.abc import Mapping
 
 from django.core.exceptions import FieldDoesNotExist
+from django.db import IntegrityError, models, transaction
 from rest_framework import serializers
 
 from signals_app.api.filters import MAX_ID
-from signals_app.api.problems import Described, shown
+from signals_app.api.problems import Described, Problem, item_error, shown
 from signals_app.models import (
     MAX_MIN_SAMPLES,
     MAX_THRESHOLD_MINUTES,
@@ -216,6 +217,84 @@ def _differs(instance, name, value):
     return getattr(instance, name) != value
 
 
+class UniqueSet:
+    """A ModelSerializer mixin for a model whose one UniqueConstraint spans several fields
+    (a threshold's route, signal, environment, statistic, cache_segment, window_minutes; a
+    route's service, method, path): a save that would repeat another object's set is a 409
+    naming that object and the set received.
+
+    Checked when saving, so after the field errors and the view's permission checks: DRF's
+    UniqueTogetherValidator ran before both and hid them behind "must make a unique set"
+    (serializers using this set `Meta.validators = []`). The constraint stays the last word:
+    a concurrent request that stores the same set first makes our INSERT fail, and that
+    IntegrityError is the same 409."""
+
+    def unique_fields(self):
+        model = self.Meta.model
+        (constraint,) = [
+            c
+            for c in model._meta.constraints
+            if isinstance(c, models.UniqueConstraint) and c.condition is None
+        ]
+        return [model._meta.get_field(name) for name in constraint.fields]
+
+    def save(self, **kwargs):
+        fields = self.unique_fields()
+        touched = {field.name for field in fields} & set(self.validated_data)
+        if self.instance is not None and not touched:  # an edit of other fields
+            return super().save(**kwargs)
+        self._refuse_duplicate(fields)
+        try:
+            with transaction.atomic():  # a savepoint: the lookup below needs the connection
+                return super().save(**kwargs)
+        except IntegrityError:
+            self._refuse_duplicate(fields)  # a concurrent request stored the set first
+            raise  # another constraint: the exception handler's generic 409
+
+    def _refuse_duplicate(self, fields):
+        values = {field.name: self._unique_value(field) for field in fields}
+        others = self.Meta.model.objects.filter(
+            **{field.attname: _pk(values[field.name]) for field in fields}
+        )
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        existing = others.values_list("pk", flat=True).first()
+        if existing is None:
+            return
+        noun = self.Meta.model._meta.verbose_name
+        names = ", ".join(values)
+        received = {
+            name: self.fields[name].to_representation(value) for name, value in values.items()
+        }
+        message = f"{noun} {existing} already has this {names}"
+        raise Problem(
+            409,
+            f"{message}: change one of them, or edit {noun} {existing} instead",
+            slug="duplicate",
+            errors=[
+                item_error(
+                    None,
+                    message,
+                    expected=f"a {names} that no other {noun} has",
+                    received=received,
+                )
+            ],
+        )
+
+    def _unique_value(self, field):
+        """The value the save would store: from the body, else the stored one, else the
+        model's default."""
+        if field.name in self.validated_data:
+            return self.validated_data[field.name]
+        if self.instance is not None:
+            return getattr(self.instance, field.name)
+        return field.get_default()
+
+
+def _pk(value):
+    return value.pk if isinstance(value, models.Model) else value
+
+
 # ---- the registry's resources (DESIGN.md field names). Only what a client may set is
 # writable; who did it (captured_by, rehearsed_by, created_by) comes from the request.
 
@@ -226,7 +305,7 @@ def _finite(value):
     return value
 
 
-class RouteSerializer(StrictBody, serializers.ModelSerializer):
+class RouteSerializer(UniqueSet, StrictBody, serializers.ModelSerializer):
     service = NameRelatedField(slug_field="slug", queryset=Service.objects.all())
     owner = NameRelatedField(
         slug_field="name",
@@ -248,6 +327,7 @@ class RouteSerializer(StrictBody, serializers.ModelSerializer):
             "user_impact",
             "notes",
         ]
+        validators = []  # UniqueSet: a duplicate is a 409 once every other check passed
 
 
 class SignalSerializer(StrictBody, serializers.ModelSerializer):
@@ -270,7 +350,7 @@ class _RouteScoped(StrictBody, serializers.ModelSerializer):
 STATISTIC_DEFAULT = Threshold._meta.get_field("statistic").default
 
 
-class ThresholdSerializer(_RouteScoped):
+class ThresholdSerializer(UniqueSet, _RouteScoped):
     signal = NameRelatedField(slug_field="key", queryset=Signal.objects.all())
     window_minutes = serializers.IntegerField(
         min_value=1, max_value=MAX_THRESHOLD_MINUTES, default=15
@@ -297,6 +377,7 @@ class ThresholdSerializer(_RouteScoped):
             "min_samples",
             "sustain_minutes",
         ]
+        validators = []  # UniqueSet: a duplicate is a 409 once every other check passed
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
