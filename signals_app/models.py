@@ -918,6 +918,33 @@ class Change(models.Model):
     def __str__(self):
         return f"{self.variable} on {self.route} at {self.applied_at:%Y-%m-%d %H:%M}"
 
+    def clean(self):
+        super().clean()
+        error = self.route_move_error(self.route_id)
+        if error:
+            raise ValidationError({"route": error})
+
+    def route_move_error(self, route_id):
+        """Why this change may not move to route `route_id`, or None: a rollback note of
+        the change is on its route, and would stay there while its change moved (a note
+        and its change are on one route; creating or editing a note checks the same). One
+        query; none for a change not saved yet."""
+        if self.pk is None:
+            return None
+        left = list(
+            RollbackNote.objects.filter(change_id=self.pk)
+            .exclude(route_id=route_id)
+            .order_by("pk")
+            .values_list("pk", "route_id")[:20]
+        )
+        if not left:
+            return None
+        notes = ", ".join(f"{pk} (route {note_route})" for pk, note_route in left)
+        return (
+            f"this change's rollback notes {notes} would be left on another route: move them "
+            f"to route {route_id} first, or clear their change"
+        )
+
 
 class RollbackNote(models.Model):
     class Outcome(models.TextChoices):

@@ -794,3 +794,37 @@ def test_another_teams_route_page_rows_say_view_not_change(client, alice_owner, 
     page = client.get(change_url(search_route)).content.decode()
     for model in ("threshold", "rollbacknote"):  # the inlines
         assert f'<a href="{change_url(theirs[model])}" class="inlineviewlink">View</a>' in page
+
+
+@pytest.mark.django_db
+def test_a_change_with_rollback_notes_cannot_move_to_another_route(client, alice_owner, blog_route):
+    # Its notes would stay on the first route (the note form refuses that state itself).
+    other_route = make_route(blog_route.service, "/feed")
+    change = Change.objects.create(
+        route=blog_route, environment=environment(), variable="ttl", applied_at=timezone.now()
+    )
+    note = RollbackNote.objects.create(route=blog_route, change=change, steps="redeploy")
+    form = {
+        "route": other_route.pk,
+        "environment": change.environment_id,
+        "variable": "ttl",
+        "summary": "",
+        "applied_at_0": change.applied_at.strftime("%Y-%m-%d"),
+        "applied_at_1": change.applied_at.strftime("%H:%M:%S"),
+        "release": "",
+        "cache_cleared": "",
+        "created_at_0": change.created_at.strftime("%Y-%m-%d"),
+        "created_at_1": change.created_at.strftime("%H:%M:%S"),
+    }
+    client.force_login(alice_owner)
+    response = client.post(change_url(change), form)
+    assert response.status_code == 200
+    (error,) = response.context["adminform"].form.errors["route"]
+    assert f"rollback notes {note.pk} (route {blog_route.pk})" in error
+    change.refresh_from_db()
+    assert change.route == blog_route
+    note.change = None
+    note.save()
+    assert client.post(change_url(change), form).status_code == 302
+    change.refresh_from_db()
+    assert change.route == other_route

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from signals_app.models import Change
+from signals_app.models import Change, RollbackNote
 from tests.api import bearer, call
 from tests.builders import environment, make_key, make_route
 
@@ -118,3 +118,30 @@ def test_a_planned_change_may_lie_ahead(client, alice, blog_route):
     client.force_login(alice)
     call(client, "POST", URL, payload(blog_route, applied_at="2099-12-31T23:00:00Z"),
          expect_status=201)  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_change_with_rollback_notes_cannot_move_to_another_route(client, alice, blog, blog_route):
+    # The note would stay on the first route while its change moved.
+    other = make_route(blog, "/tags/{tag}")
+    change = Change.objects.create(
+        route=blog_route, environment=environment(), variable="x", applied_at=datetime.now(UTC)
+    )
+    note = RollbackNote.objects.create(route=blog_route, change=change, steps="revert")
+    client.force_login(alice)
+    url = f"{URL}/{change.pk}"
+    response = call(client, "PATCH", url, {"route": other.pk}, expect_status=400,
+                    expect_field="route")  # fmt: skip
+    (error,) = response.json()["errors"]
+    assert error["message"] == (
+        f"this change's rollback notes {note.pk} (route {blog_route.pk}) would be left on "
+        f"another route: move them to route {other.pk} first, or clear their change"
+    )
+    assert error["received"] == other.pk
+    assert error["expected"] == f"route {blog_route.pk}, until its rollback notes are moved"
+    change.refresh_from_db()
+    assert change.route == blog_route
+    # Its own route is no move; and once the note goes with it, the change may follow.
+    call(client, "PATCH", url, {"route": blog_route.pk, "summary": "y"})
+    call(client, "PATCH", f"/api/v1/rollback-notes/{note.pk}", {"route": other.pk, "change": None})
+    call(client, "PATCH", url, {"route": other.pk})

@@ -87,7 +87,28 @@ def test_the_change_must_be_on_the_same_route(client, alice, blog, blog_change):
     other = make_route(blog, "/tags/{tag}")
     client.force_login(alice)
     payload = {"route": other.pk, "change": blog_change.pk, "steps": "revert"}
-    call(client, "POST", URL, payload, expect_status=400, expect_field="change")
+    response = call(client, "POST", URL, payload, expect_status=400, expect_field="change")
+    (error,) = response.json()["errors"]
+    assert (error["received"], error["expected"]) == (
+        blog_change.pk,
+        f"a change of route {other.pk}, or null",
+    )
+
+
+@pytest.mark.django_db
+def test_moving_a_note_away_from_its_change_blames_the_route_sent(
+    client, alice, blog, blog_route, blog_change
+):
+    other = make_route(blog, "/tags/{tag}")
+    note = RollbackNote.objects.create(route=blog_route, change=blog_change, steps="revert")
+    client.force_login(alice)
+    response = call(client, "PATCH", f"{URL}/{note.pk}", {"route": other.pk}, expect_status=400)
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["received"]) == ("route", other.pk)
+    assert error["message"] == f"the note's change {blog_change.pk} is on route {blog_route.pk}"
+    assert error["expected"] == (
+        f"route {blog_route.pk} (the route of change {blog_change.pk}), or change: null"
+    )
 
 
 @pytest.mark.django_db

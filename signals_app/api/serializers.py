@@ -465,6 +465,17 @@ class ChangeSerializer(_RouteScoped):
             "created_by",
         ]
 
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        route = attrs.get("route")
+        if self.instance is not None and route is not None and route.pk != self.instance.route_id:
+            error = self.instance.route_move_error(route.pk)
+            if error:
+                expected = f"route {self.instance.route_id}, until its rollback notes are moved"
+                self.describe("route", expected, route.pk)
+                raise serializers.ValidationError({"route": error})
+        return attrs
+
 
 class RollbackNoteSerializer(StrictBody, serializers.ModelSerializer):
     route = IdRelatedField(queryset=Route.objects.all())
@@ -500,7 +511,15 @@ class RollbackNoteSerializer(StrictBody, serializers.ModelSerializer):
         route = attrs.get("route", instance and instance.route)
         change = attrs.get("change", instance and instance.change)
         if change is not None and change.route_id != route.pk:
-            raise serializers.ValidationError({"change": "the change is on another route"})
+            # Blame what the body sent: a note moved to another route keeps its change.
+            if "change" in attrs:
+                self.describe("change", f"a change of route {route.pk}, or null", change.pk)
+                raise serializers.ValidationError({"change": "the change is on another route"})
+            expected = f"route {change.route_id} (the route of change {change.pk}), or change: null"
+            self.describe("route", expected, route.pk)
+            raise serializers.ValidationError(
+                {"route": f"the note's change {change.pk} is on route {change.route_id}"}
+            )
         rehearsed_at = attrs.get("rehearsed_at", instance and instance.rehearsed_at)
         outcome = attrs.get("rehearsal_outcome", instance and instance.rehearsal_outcome)
         if bool(rehearsed_at) != bool(outcome):
