@@ -485,6 +485,20 @@ class ThresholdForm(forms.ModelForm):
         return cleaned
 
 
+class RouteForm(forms.ModelForm):
+    class Meta:
+        model = Route
+        fields = ["service", "method", "path", "owner"]
+
+    def clean_path(self):
+        path = self.cleaned_data["path"]
+        # Only a path this form sets: a route registered before the rule stays editable.
+        error = Route.path_error(path) if "path" in self.changed_data else None
+        if error:
+            raise forms.ValidationError(f"The path {error}: expected {Route.PATH_TEMPLATE}.")
+        return path
+
+
 class RollbackNoteForm(forms.ModelForm):
     class Meta:
         model = RollbackNote
@@ -853,6 +867,7 @@ class RollbackNoteInline(PlainSelectsInline, RouteChildInline, admin.StackedInli
 
 @admin.register(Route)
 class RouteAdmin(NotificationsGoWithIncidents, ReadingsCounted, admin.ModelAdmin):
+    form = RouteForm
     list_display = [
         "__str__",
         "owner",

@@ -252,6 +252,28 @@ class Route(models.Model):
     def __str__(self):
         return f"{self.service.slug} {self.method} {self.path}"
 
+    # A reading names its route by the template the service's router matched (dqclient
+    # reports `/posts/{slug}`, the path alone): no reading can name any other path. Checked
+    # where a path is set (the API, the admin's form), not by a constraint, so a route
+    # registered before the rule stays editable as long as its path is left alone.
+    PATH_TEMPLATE = (
+        "a path template starting with /, without a query string (?), fragment (#), "
+        "whitespace or control characters, e.g. /posts/{slug}"
+    )
+
+    @staticmethod
+    def path_error(path):
+        """Why `path` is not a template a reading can name (PATH_TEMPLATE), or None."""
+        if not path.startswith("/"):
+            return "must start with /"
+        if "?" in path:
+            return "has a query string (?): register the path alone"
+        if "#" in path:
+            return "has a fragment (#): register the path alone"
+        if any(char.isspace() or not char.isprintable() for char in path):
+            return "has whitespace or a control character"
+        return None
+
     def delete_with_readings(self):
         """Delete the route and what it owns, its readings first, in one transaction.
 

@@ -567,6 +567,32 @@ def test_owner_registers_a_route_of_their_team_in_the_admin(client, alice_owner,
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("path", ["new", "/new/{id}?q=1", "/new/ {id}", "#frag"])
+def test_a_path_no_reading_can_name_is_refused_in_the_admin(client, alice_owner, blog, path):
+    client.force_login(alice_owner)
+    response = client.post(
+        reverse("admin:signals_app_route_add"), new_route_form(blog, blog.owner, path)
+    )
+    assert response.status_code == 200
+    (error,) = response.context["adminform"].form.errors["path"]
+    assert "expected a path template starting with /" in error
+    assert not Route.objects.filter(path=path).exists()
+
+
+@pytest.mark.django_db
+def test_a_route_registered_with_a_bad_path_stays_editable(client, alice_owner, blog):
+    legacy = make_route(blog, "legacy/{id}")  # stored before paths were checked
+    mine = make_threshold(legacy)
+    client.force_login(alice_owner)
+    data = route_page_form(legacy, mine)
+    data["notes"] = "to be renamed"
+    response = client.post(change_url(legacy), data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+    data["path"] = "legacy/{id}/"
+    assert client.post(change_url(legacy), data).status_code == 200  # a new path: checked
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("theirs", ["service", "owner", "both"])
 def test_owner_cannot_register_a_route_for_another_team(client, alice_owner, blog, search, theirs):
     client.force_login(alice_owner)

@@ -268,3 +268,36 @@ def test_a_personal_token_reads_routes(client, mallory, blog_routes):
     token = Token.objects.create(user=mallory)
     response = call(client, "GET", URL, HTTP_AUTHORIZATION=f"Token {token.key}")
     assert len(response.json()["results"]) == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("new", "must start with /"),
+        ("/new/{id}?q=1", "has a query string (?): register the path alone"),
+        ("/new/ {id}", "has whitespace or a control character"),
+        ("/new/\t{id}", "has whitespace or a control character"),
+        ("#frag", "must start with /"),
+        ("/new#frag", "has a fragment (#): register the path alone"),
+    ],
+)
+def test_a_path_no_reading_can_name_is_refused(client, alice, blog, path, message):
+    client.force_login(alice)
+    body = {"service": "blog", "path": path}
+    response = call(client, "POST", URL, body, expect_status=400, expect_field="path")
+    (error,) = response.json()["errors"]
+    assert (error["message"], error["received"]) == (message, path)
+    assert error["expected"] == Route.PATH_TEMPLATE
+    assert not Route.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_route_registered_with_a_bad_path_stays_editable(client, alice, blog):
+    legacy = make_route(blog, "legacy/{id}")  # stored before paths were checked
+    client.force_login(alice)
+    url = f"{URL}/{legacy.pk}"
+    call(client, "PATCH", url, {"notes": "to be renamed", "path": "legacy/{id}"})
+    call(client, "PUT", url, call(client, "GET", url).json())
+    call(client, "PATCH", url, {"path": "legacy/{id}/"}, expect_status=400, expect_field="path")
+    call(client, "PATCH", url, {"path": "/legacy/{id}"})

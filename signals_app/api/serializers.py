@@ -329,6 +329,15 @@ class RouteSerializer(UniqueSet, StrictBody, serializers.ModelSerializer):
         ]
         validators = []  # UniqueSet: a duplicate is a 409 once every other check passed
 
+    def validate_path(self, path):
+        # Only a path this request sets: a route registered before the rule stays editable.
+        if self.instance is None or path != self.instance.path:
+            error = Route.path_error(path)
+            if error:
+                self.describe("path", Route.PATH_TEMPLATE, path)
+                raise serializers.ValidationError(error)
+        return path
+
 
 class SignalSerializer(StrictBody, serializers.ModelSerializer):
     class Meta:
