@@ -313,7 +313,7 @@ def test_write_errors_say_what_each_field_expects(client, alice, blog):
         (
             "changes?applied_after=garbage",
             "applied_after",
-            "an ISO 8601 date-time, e.g. 2026-11-26T07:00:00Z",
+            "an ISO 8601 date-time with a UTC offset, e.g. 2026-11-26T07:00:00Z",
             "garbage",
         ),
         ("baselines?active=maybe", "active", "true or false", "maybe"),
@@ -613,3 +613,79 @@ def test_a_value_out_of_range_names_the_request_parts_it_can_come_from(
         "a value is out of range for the database: check the body fields applied_at, "
         "environment, route, variable"
     )
+
+
+# ---- date-times: with a UTC offset everywhere, as a reading's observed_at
+
+NO_OFFSET = "no UTC offset: add one, e.g. Z or +00:00"
+TIMESTAMP = "an ISO 8601 date-time with a UTC offset, e.g. 2026-11-26T07:00:00Z"
+
+
+@pytest.fixture
+def owned(blog):
+    from signals_app.models import Change, RollbackNote
+    from tests.builders import environment
+
+    route = make_route(blog)
+    change = Change.objects.create(
+        route=route, environment=environment(), variable="x", applied_at="2026-11-20T10:00Z"
+    )
+    return {"route": route, "change": change, "note": RollbackNote.objects.create(route=route)}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["2026-11-26T18:00:00", "2026-11-26", "2026-11-26 18:00"])
+@pytest.mark.parametrize(
+    ("method", "url", "body", "field"),
+    [
+        ("POST", "/api/v1/changes", {"variable": "x", "environment": "production"}, "applied_at"),
+        ("PATCH", "/api/v1/changes/{change}", {}, "applied_at"),
+        (
+            "PATCH",
+            "/api/v1/rollback-notes/{note}",
+            {"rehearsal_outcome": "passed"},
+            "rehearsed_at",
+        ),  # fmt: skip
+        ("POST", "/api/v1/baselines/capture", {}, "window_end"),
+        ("POST", "/api/v1/baselines/capture", {}, "window_start"),
+    ],
+)
+def test_a_body_date_time_without_offset_is_refused_as_a_readings_is(
+    client, alice, owned, method, url, body, field, value
+):
+    # DRF read 2026-11-26T18:00:00 in the server's zone, silently; readings refuse it.
+    client.force_login(alice)
+    url = url.format(change=owned["change"].pk, note=owned["note"].pk)
+    body = {"route": owned["route"].pk, **body, field: value}
+    response = call(client, method, url, body, expect_status=400, expect_field=field)
+    (error,) = [e for e in response.json()["errors"] if e["field"] == field]
+    assert (error["message"], error["expected"], error["received"]) == (NO_OFFSET, TIMESTAMP, value)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("parameter", ["applied_after", "applied_before"])
+def test_a_filter_date_time_without_offset_is_refused_as_a_readings_is(
+    client, mallory, owned, parameter
+):
+    client.force_login(mallory)
+    url = f"/api/v1/changes?{parameter}=2026-11-01T00:00:00"
+    (error,) = call(client, "GET", url, expect_status=400).json()["errors"]
+    assert (error["field"], error["message"], error["expected"], error["received"]) == (
+        parameter,
+        NO_OFFSET,
+        TIMESTAMP,
+        "2026-11-01T00:00:00",
+    )
+    # With one (any), and with the spaces a query string may carry around it, it filters.
+    for value in ("2026-11-01T00:00:00Z", "2026-11-01T01:00:00%2B01:00", "%202026-11-01T00:00Z"):
+        call(client, "GET", f"/api/v1/changes?{parameter}={value}")
+
+
+@pytest.mark.django_db
+def test_a_date_time_sent_back_in_another_offset_is_still_the_stored_one(client, alice, owned):
+    client.force_login(alice)
+    url = f"/api/v1/changes/{owned['change'].pk}"
+    got = call(client, "GET", url).json()
+    call(client, "PUT", url, {**got, "applied_at": "2026-11-20T11:00:00+01:00"})
+    owned["change"].refresh_from_db()
+    assert owned["change"].applied_at.isoformat() == "2026-11-20T10:00:00+00:00"

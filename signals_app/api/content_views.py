@@ -16,7 +16,7 @@ from .filters import StrictBooleanFilter, StrictFilterSet
 from .pagination import IdCursorPagination
 from .permissions import IsPersonOrServiceReading
 from .problems import NamesMissingObject, get_or_404
-from .serializers import StrictBody
+from .serializers import ModelSerializer, StrictBody
 
 SCORE_BANDS = [
     ("low", "a score below DQ_CONTENT_MIN_SCORE (default 70)"),
@@ -85,7 +85,7 @@ def _one_of(values, received="%(value)r"):
     return f"expected {', '.join(values[:-1])} or {values[-1]}, received {received}"
 
 
-class ReviewSerializer(StrictBody, serializers.ModelSerializer):
+class ReviewSerializer(StrictBody, ModelSerializer):
     item = serializers.SlugRelatedField(slug_field="reference", read_only=True)
     decision = serializers.ChoiceField(
         choices=Review.Decision.choices,

@@ -26,7 +26,13 @@ from signals_app.models import (
 from .authentication import is_service
 from .permissions import IsPersonOrServiceReading
 from .problems import Problem, get_or_404
-from .serializers import BaselineSerializer, IdRelatedField, NameRelatedField, StrictBody
+from .serializers import (
+    BaselineSerializer,
+    IdRelatedField,
+    NameRelatedField,
+    StrictBody,
+    TimestampField,
+)
 
 MAX_MINUTES = 7 * 24 * 60
 
@@ -245,8 +251,8 @@ class BaselineCaptureSerializer(StrictBody, serializers.Serializer):
         help_text="Default: all three segments (all, hit, miss), each its own baseline.",
     )
     # Year 1 overflowed `window_end - minutes`.
-    window_start = serializers.DateTimeField(required=False, validators=[validate_plausible_time])
-    window_end = serializers.DateTimeField(
+    window_start = TimestampField(required=False, validators=[validate_plausible_time])
+    window_end = TimestampField(
         required=False, validators=[validate_plausible_time], help_text="Default: now."
     )
     minutes = serializers.IntegerField(

@@ -25,6 +25,7 @@ from signals_app.models import (
 )
 
 from .authentication import is_service
+from .ingest import parse_timestamp
 from .problems import Problem, expected, item_error, shown, summary
 
 MAX_ID = 2**63 - 1
@@ -71,6 +72,16 @@ class IdField(_NotBlank, forms.IntegerField):
 
 
 class IsoDateTimeField(_NotBlank, fields.IsoDateTimeField):
+    def to_python(self, value):
+        # With a UTC offset, as a reading's observed_at (ingest.parse_timestamp): Django read
+        # ?applied_after=2026-11-01T00:00:00 in the server's zone, silently.
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_timestamp(value.strip())
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
     def clean(self, value):
         # In UTC: PostgreSQL refuses offsets past ±15:59, which RFC 3339 allows.
         value = super().clean(value)

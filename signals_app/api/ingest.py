@@ -32,7 +32,7 @@ from signals_app.models import (
 from signals_app.sql import float_array, int_array, text_array, timestamp_array
 
 from . import parsers
-from .problems import Problem, item_error, shown
+from .problems import TIMESTAMP, Problem, item_error, shown
 
 MAX_READINGS = 1000
 MAX_ERRORS = 100
@@ -57,7 +57,6 @@ FIELDS = frozenset(
 METHODS = frozenset(Route.Method.values)
 CACHE_STATUSES = frozenset(CacheStatus.values)
 DEFAULT_ENVIRONMENT = "production"
-TIMESTAMP = "ISO 8601 date-time with a UTC offset, e.g. 2026-11-26T07:00:00Z"
 
 # What a value must be, per signal kind: (lowest, highest, words for `expected`).
 KIND_RANGES = Signal.VALUE_RANGES
@@ -196,25 +195,29 @@ def _number(value):
     return None
 
 
-def _timestamp(value, index, errors, now):
-    if value is None:
-        return now
+def parse_timestamp(value):
+    """The aware datetime of an ISO 8601 string with a UTC offset, else ValueError saying
+    what is wrong. A reading's observed_at, and every date-time the API takes (bodies:
+    serializers.TimestampField; filters: filters.IsoDateTimeField): without an offset a
+    time is a guess at the sender's zone, so it is refused rather than read as UTC."""
     if not isinstance(value, str):
-        errors.add(index, "observed_at", "must be a date-time string", TIMESTAMP, _shown(value))
-        return None
+        raise ValueError("must be a date-time string")
     try:
         parsed = datetime.fromisoformat(value)
     except (ValueError, OverflowError):
-        errors.add(index, "observed_at", "not an ISO 8601 date-time", TIMESTAMP, _shown(value))
-        return None
+        raise ValueError("not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
-        errors.add(
-            index,
-            "observed_at",
-            "no UTC offset: add one, e.g. Z or +00:00",
-            TIMESTAMP,
-            _shown(value),
-        )
+        raise ValueError("no UTC offset: add one, e.g. Z or +00:00")
+    return parsed
+
+
+def _timestamp(value, index, errors, now):
+    if value is None:
+        return now
+    try:
+        parsed = parse_timestamp(value)
+    except ValueError as exc:
+        errors.add(index, "observed_at", str(exc), TIMESTAMP, _shown(value))
         return None
     try:
         parsed = parsed.astimezone(UTC)

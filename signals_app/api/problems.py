@@ -167,7 +167,7 @@ class NamesMissingObject:
 
 # A related field lists the names it accepts when there are at most this many.
 MAX_KNOWN = 20
-TIMESTAMP = "an ISO 8601 date-time, e.g. 2026-11-26T07:00:00Z"
+TIMESTAMP = "an ISO 8601 date-time with a UTC offset, e.g. 2026-11-26T07:00:00Z"
 
 
 def known(queryset, name):

@@ -7,6 +7,7 @@ from django.db import IntegrityError, models, transaction
 from rest_framework import serializers
 
 from signals_app.api.filters import MAX_ID
+from signals_app.api.ingest import parse_timestamp
 from signals_app.api.problems import Described, Problem, item_error, shown
 from signals_app.models import (
     MAX_MIN_SAMPLES,
@@ -22,6 +23,28 @@ from signals_app.models import (
     Signal,
     Threshold,
 )
+
+
+class TimestampField(serializers.DateTimeField):
+    """A date-time with a UTC offset, as a reading's observed_at (ingest.parse_timestamp):
+    DRF's own read 2026-11-26T18:00:00 in the server's zone, silently."""
+
+    def to_internal_value(self, value):
+        try:
+            parsed = parse_timestamp(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return self.enforce_timezone(parsed)
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    """DRF's, with every model date-time a TimestampField."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateTimeField: TimestampField,
+    }
+
 
 # ---- readings: these describe the contract in the schema; the hot path validates with
 # ingest.validate_items (see the measured figure there).
@@ -39,7 +62,7 @@ class ReadingInSerializer(serializers.Serializer):
         help_text="Finite; durations and counts 0 to 1e12, ratios [0, 1], scores [0, 100]"
     )
     environment = serializers.CharField(default="production")
-    observed_at = serializers.DateTimeField(
+    observed_at = TimestampField(
         required=False, help_text="At most 5 minutes in the future; defaults to the time received"
     )
     cache_status = serializers.ChoiceField(
@@ -305,7 +328,7 @@ def _finite(value):
     return value
 
 
-class RouteSerializer(UniqueSet, StrictBody, serializers.ModelSerializer):
+class RouteSerializer(UniqueSet, StrictBody, ModelSerializer):
     service = NameRelatedField(slug_field="slug", queryset=Service.objects.all())
     owner = NameRelatedField(
         slug_field="name",
@@ -339,19 +362,19 @@ class RouteSerializer(UniqueSet, StrictBody, serializers.ModelSerializer):
         return path
 
 
-class SignalSerializer(StrictBody, serializers.ModelSerializer):
+class SignalSerializer(StrictBody, ModelSerializer):
     class Meta:
         model = Signal
         fields = ["key", "name", "unit", "kind", "direction"]
 
 
-class EnvironmentSerializer(StrictBody, serializers.ModelSerializer):
+class EnvironmentSerializer(StrictBody, ModelSerializer):
     class Meta:
         model = Environment
         fields = ["slug", "name", "is_production"]
 
 
-class _RouteScoped(StrictBody, serializers.ModelSerializer):
+class _RouteScoped(StrictBody, ModelSerializer):
     route = IdRelatedField(queryset=Route.objects.all())
     environment = NameRelatedField(slug_field="slug", queryset=Environment.objects.all())
 
@@ -486,7 +509,7 @@ class ChangeSerializer(_RouteScoped):
         return attrs
 
 
-class RollbackNoteSerializer(StrictBody, serializers.ModelSerializer):
+class RollbackNoteSerializer(StrictBody, ModelSerializer):
     route = IdRelatedField(queryset=Route.objects.all())
     change = IdRelatedField(queryset=Change.objects.all(), required=False, allow_null=True)
     owner = NameRelatedField(
