@@ -2,11 +2,11 @@
 that test's schemathesis process (SCHEMATHESIS_HOOKS in its environment, never imported here).
 
 A schema-valid (positive) request to a list names a service, environment, signal or owner
-with any non-empty string and may carry any string as its cursor; the registry rightly refuses
-an unknown name and a cursor no page gave (400). So each positive case names only what the
-test's database holds (given in DQ_FUZZ_NAMES, a JSON object of parameter -> names) and
-carries no cursor: positive data is then truly valid, and any 400 to it is a bug. Negative
-(schema-invalid) cases are left as generated.
+with any non-empty string, a route or change with any id, and may carry any string as its
+cursor; the registry rightly refuses an unknown name or id and a cursor no page gave (400).
+So each positive case names only what the test's database holds (given in DQ_FUZZ_NAMES,
+a JSON object of parameter -> names) and carries no cursor: positive data is then truly
+valid, and any 400 to it is a bug. Negative (schema-invalid) cases are left as generated.
 """
 
 import json

@@ -303,7 +303,12 @@ def test_write_errors_say_what_each_field_expects(client, alice, blog):
 @pytest.mark.parametrize(
     ("query", "field", "expected", "received"),
     [
-        ("thresholds?route=abc", "route", f"an integer from 1 to {2**63 - 1}", "abc"),
+        (
+            "thresholds?route=abc",
+            "route",
+            f"the id of an existing route, an integer from 1 to {2**63 - 1}",
+            "abc",
+        ),
         (
             "thresholds?statistic=p42",
             "statistic",
@@ -689,3 +694,41 @@ def test_a_date_time_sent_back_in_another_offset_is_still_the_stored_one(client,
     call(client, "PUT", url, {**got, "applied_at": "2026-11-20T11:00:00+01:00"})
     owned["change"].refresh_from_db()
     assert owned["change"].applied_at.isoformat() == "2026-11-20T10:00:00+00:00"
+
+
+# ---- ids in filters: one that does not exist is said, as in a body
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ("thresholds?route=987654", "route", "no route with id 987654"),
+        ("baselines?route=987654", "route", "no route with id 987654"),
+        ("changes?route=987654", "route", "no route with id 987654"),
+        ("rollback-notes?route=987654", "route", "no route with id 987654"),
+        ("rollback-notes?change=987654", "change", "no change with id 987654"),
+    ],
+)
+def test_an_unknown_id_in_a_filter_is_a_400_naming_it(client, mallory, query, field, message):
+    # It answered 200 with no results, as for a route without thresholds yet.
+    client.force_login(mallory)
+    response = call(client, "GET", f"/api/v1/{query}", expect_status=400)
+    assert response.json()["detail"] == f"{field}: {message}"
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["message"], error["received"]) == (field, message, "987654")
+    assert error["expected"].startswith(f"the id of an existing {field}")
+
+
+@pytest.mark.django_db
+def test_a_known_id_filters_with_one_lookup(client, mallory, blog, django_assert_num_queries):
+    route = make_route(blog)
+    make_threshold(route)
+    make_threshold(make_route(blog))
+    client.force_login(mallory)
+    # session, user, the route's existence, thresholds
+    with django_assert_num_queries(4):
+        results = call(client, "GET", f"/api/v1/thresholds?route={route.pk}").json()["results"]
+    assert [t["route"] for t in results] == [route.pk]
+    # A route without thresholds yet is an empty list, not an error.
+    assert call(client, "GET", f"/api/v1/changes?route={route.pk}").json()["results"] == []

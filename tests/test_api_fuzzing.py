@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from signals_app.models import Environment, Owner, Service, Signal
-from tests.builders import make_key, make_route, make_threshold
+from signals_app.models import Change, Environment, Owner, Route, Service, Signal
+from tests.builders import make_change, make_key, make_route, make_threshold
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
@@ -74,18 +75,22 @@ def test_the_ingestion_endpoint_holds_its_contract(live_server, blog, ingest_rat
 
 
 def real_names():
-    """The names the list filters accept, for the hooks (tests/schemathesis_hooks.py) that
-    put them in place of the random ones of schema-valid requests."""
+    """The names and ids the list filters accept, for the hooks (tests/schemathesis_hooks.py)
+    that put them in place of the random ones of schema-valid requests."""
     return {
         "service": list(Service.objects.values_list("slug", flat=True)),
         "owner": list(Owner.objects.values_list("name", flat=True)),
         "environment": list(Environment.objects.values_list("slug", flat=True)),
         "signal": list(Signal.objects.values_list("key", flat=True)),
+        "route": list(Route.objects.values_list("pk", flat=True)),
+        "change": list(Change.objects.values_list("pk", flat=True)),
     }
 
 
 def test_the_list_endpoints_hold_their_contract(live_server, blog, mallory, search):
-    make_threshold(make_route(blog, "/posts/{slug}"))
+    posts = make_route(blog, "/posts/{slug}")
+    make_threshold(posts)
+    make_change(posts, timezone.now())
     make_route(search, "/search")
     token = Token.objects.create(user=mallory)
     # Only this run loads the hooks: schema-valid requests name what exists and carry no

@@ -68,7 +68,20 @@ class _NotBlank:
 
 
 class IdField(_NotBlank, forms.IntegerField):
-    pass
+    """An id that must exist: an unknown one is a 400 `no route with id 9` (as in a body),
+    not an empty list that reads as "nothing there yet". One query (when given)."""
+
+    def __init__(self, *args, model, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = model
+        noun = model._meta.verbose_name
+        self.expected = f"the id of an existing {noun}, an integer from 1 to {MAX_ID}"
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value is not None and not self.model.objects.filter(pk=value).exists():
+            raise forms.ValidationError(f"no {self.model._meta.verbose_name} with id {value}")
+        return value
 
 
 class IsoDateTimeField(_NotBlank, fields.IsoDateTimeField):
@@ -98,8 +111,10 @@ class IsoDateTimeField(_NotBlank, fields.IsoDateTimeField):
 class IdFilter(filters.Filter):
     field_class = IdField
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, min_value=1, max_value=MAX_ID, **kwargs)
+    def __init__(self, field_name, model, **kwargs):
+        super().__init__(
+            field_name=field_name, min_value=1, max_value=MAX_ID, model=model, **kwargs
+        )
 
 
 @extend_schema_field({"type": "string", "pattern": "^[^\\x00]*$"})
@@ -242,7 +257,7 @@ class EnvironmentFilter(StrictFilterSet):
 
 
 class _RouteScopedFilter(StrictFilterSet):
-    route = IdFilter(field_name="route_id", help_text="route id")
+    route = IdFilter("route_id", Route, help_text="route id")
     service = NameFilter(
         "route__service", Service, "slug", visible=_services_visible, help_text="service slug"
     )
@@ -277,8 +292,8 @@ class ChangeFilter(_RouteScopedFilter):
 
 
 class RollbackNoteFilter(StrictFilterSet):
-    route = IdFilter(field_name="route_id", help_text="route id")
-    change = IdFilter(field_name="change_id", help_text="change id")
+    route = IdFilter("route_id", Route, help_text="route id")
+    change = IdFilter("change_id", Change, help_text="change id")
     service = NameFilter(
         "route__service", Service, "slug", visible=_services_visible, help_text="service slug"
     )
