@@ -523,7 +523,11 @@ def parse_json(text, path="<json>", *, keep_going=False):
         ) from exc
     except RecursionError as exc:
         raise ContentFormatError(path, None, "valid JSON (nested too deeply)") from exc
-    if isinstance(data, dict) and isinstance(data.get("documents"), list):
+    if isinstance(data, dict) and "documents" in data:
+        if not isinstance(data["documents"], list):  # not a document missing its reference
+            raise ContentFormatError(
+                path, None, "'documents' to be a list of documents", data["documents"]
+            )
         data = data["documents"]
     documents = data if isinstance(data, list) else [data]
     parsed = []

@@ -133,23 +133,24 @@ class Importer:
             for document in parsed:
                 if isinstance(document, ContentFormatError):  # one of a JSON file's documents
                     self.result.fail(str(document))
-                elif self._first_in_run(document, path):
+                elif self._first_in_run(document):
                     documents.append(document)
         return documents
 
-    def _first_in_run(self, document, path):
+    def _first_in_run(self, document):
         """True for the first document of its reference in this run; a later copy with
-        every imported field equal counts as unchanged, one with other content fails."""
+        every imported field equal counts as unchanged, one with other content fails.
+        Both are named by the document's own path, FILE[INDEX] in a JSON list."""
         key = fingerprint(item_values(document))
         first = self.seen.get(document.reference)
         if first is None:
-            self.seen[document.reference] = (key, path)
+            self.seen[document.reference] = (key, document.path)
             return True
         if first[0] == key:
             self.result.unchanged += 1
         else:
             self.result.fail(
-                f"{path}: expected each reference once per import, but "
+                f"{document.path}: expected each reference once per import, but "
                 f"{document.reference!r} was already imported from {first[1]} in this run "
                 "with other content; kept that one"
             )

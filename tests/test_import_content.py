@@ -408,8 +408,25 @@ def test_two_different_copies_in_one_json_file_fail(tmp_path):
     stdout, stderr = run(path, expect_failed=1)
 
     assert summary(stdout) == "created 1, updated 0, unchanged 1, failed 1"
-    assert "expected each reference once per import" in stderr
+    # FILE[INDEX], as every failure of a document in a JSON list (README).
+    assert stderr.strip() == (
+        f"failed: {path}[1]: expected each reference once per import, but 'j3' was already "
+        f"imported from {path}[0] in this run with other content; kept that one"
+    )
     assert ContentItem.objects.get().quality == 90
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("documents", "found"), [("nope", "'nope'"), ({"a": 1}, "{'a': 1}")])
+def test_documents_that_are_not_a_list_say_so(tmp_path, documents, found):
+    # It said "expected a 'reference' field", as if the file were one document.
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"documents": documents}), encoding="utf-8")
+    stdout, stderr = run(path, expect_failed=1)
+    assert stderr.strip() == (
+        f"failed: {path}: expected 'documents' to be a list of documents, found {found}"
+    )
+    assert summary(stdout) == "created 0, updated 0, unchanged 0, failed 1"
 
 
 @pytest.mark.django_db
