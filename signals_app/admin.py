@@ -1694,6 +1694,17 @@ class ContentItemAdmin(SimpleHistoryAdmin):
     def has_add_permission(self, request):
         return False
 
+    def revert_disabled(self, request, obj=None):
+        return True
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        """A past version reads, and is never saved back: simple_history's Revert saved it
+        whole (scores, review status and all) for anyone who may change items, however the
+        button was hidden."""
+        if request.method == "POST":
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
     def get_readonly_fields(self, request, obj=None):
         return [
             name

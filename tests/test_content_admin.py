@@ -367,3 +367,19 @@ def test_reviews_are_not_edited_in_the_admin(admin_client, carol):
     )
     assert response.status_code == 403
     assert Review.objects.get().decision == "reviewed"
+
+
+@pytest.mark.django_db
+def test_a_past_version_cannot_be_saved_back(as_carol, carol, sample_item):
+    # Content changes by import and review decisions only: simple_history's Revert saved a
+    # past version whole (scores, review status and all) for anyone who may change items.
+    first = sample_item.history.earliest("history_id")
+    ContentItem.objects.filter(pk=sample_item.pk).review(carol, "reviewed", "fine")
+    url = f"{CHANGELIST}{sample_item.pk}/history/{first.history_id}/"
+
+    page = as_carol.get(url)
+    assert page.status_code == 200  # readable
+    assert 'name="_save"' not in page.content.decode()
+    assert as_carol.post(url, {"_save": "Revert"}).status_code == 403
+    sample_item.refresh_from_db()
+    assert sample_item.review_status == "reviewed"
