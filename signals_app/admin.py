@@ -616,11 +616,62 @@ class ReadingsCounted:
 # --- reference data -----------------------------------------------------------
 
 
+def shown_once(request, template, context):
+    """A page holding a secret shown once: rendered straight into the response, never into
+    messages (the message store may be a cookie), and never stored by a cache."""
+    response = TemplateResponse(request, template, context)
+    add_never_cache_headers(response)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @admin.register(Owner)
 class OwnerAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
-    list_display = ["name", "contact_email", "webhook_url"]
+    list_display = ["name", "contact_email", "webhook_url", "signed"]
     search_fields = ["name", "contact_email"]
     filter_horizontal = ["members"]
+    # The signing secret is not a form field (editable=False): only the action makes one.
+    fields = ["name", "contact_email", "webhook_url", "members", "signing"]
+    readonly_fields = ["signing"]
+    actions = ["generate_signing_secret"]
+
+    @admin.display(description="signed", boolean=True)
+    def signed(self, owner):
+        return bool(owner.signing_secret)
+
+    @admin.display(description="signing secret")
+    def signing(self, owner):
+        if owner.signing_secret:
+            return (
+                "Set: deliveries carry X-DQ-Signature. It is never shown again; the action "
+                "'Generate new signing secret' on the Owners list replaces it."
+            )
+        return (
+            "None: deliveries are sent unsigned. The action 'Generate new signing secret' on "
+            "the Owners list makes one."
+        )
+
+    @admin.action(description="Generate new signing secret (shown once)", permissions=["change"])
+    def generate_signing_secret(self, request, queryset):
+        owners = list(queryset)
+        refused = [owner.name for owner in owners if not self.has_change_permission(request, owner)]
+        if refused:
+            self.message_user(
+                request,
+                f"No signing secret generated: you may not change {', '.join(refused)} "
+                "(a team's members and administrators may). Select only your teams.",
+                messages.ERROR,
+            )
+            return None
+        with transaction.atomic():
+            generated = [(owner, owner.rotate_signing_secret()) for owner in owners]
+            for owner in owners:
+                self.log_change(request, owner, "Generated a new signing secret.")
+        return shown_once(
+            request,
+            "admin/signals_app/owner/signing_secrets.html",
+            {**self.admin_site.each_context(request), "generated": generated, "opts": self.opts},
+        )
 
 
 class ServiceKeyInline(admin.TabularInline):
@@ -649,20 +700,15 @@ class ServiceAdmin(NotificationsGoWithIncidents, ReadingsCounted, admin.ModelAdm
 
     @admin.action(description="Issue an API key (shown once)", permissions=["add_key"])
     def issue_key(self, request, queryset):
-        # Rendered straight into the response, never into messages: the message store
-        # may be a cookie, and the secret must exist only on this page.
         issued = [
             (service, ServiceKey.issue(service, name="admin", created_by=request.user)[1])
             for service in queryset
         ]
-        response = TemplateResponse(
+        return shown_once(
             request,
             "admin/signals_app/service/issued_keys.html",
             {**self.admin_site.each_context(request), "issued": issued, "opts": self.model._meta},
         )
-        add_never_cache_headers(response)
-        response["Cache-Control"] = "no-store"
-        return response
 
     def has_add_key_permission(self, request):
         return request.user.has_perm("signals_app.add_servicekey")

@@ -21,6 +21,7 @@ class Received(NamedTuple):
     path: str
     headers: dict
     body: dict
+    raw: bytes  # the body as sent, for signatures
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -28,7 +29,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         raw = self.rfile.read(length)
         self.server.received.append(
-            Received(self.path, dict(self.headers.items()), json.loads(raw or b"null"))
+            Received(self.path, dict(self.headers.items()), json.loads(raw or b"null"), raw)
         )
         url = urlsplit(self.path)
         parts = url.path.strip("/").split("/")
