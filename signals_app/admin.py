@@ -88,6 +88,15 @@ def owns_route(request, route_id):
     return request.user.is_superuser or route_id in owned_route_ids(request)
 
 
+def member_owner_ids(request):
+    """Ids of the Owners (teams) the user is a member of, one query per request."""
+    if not hasattr(request, "_dq_member_owner_ids"):
+        request._dq_member_owner_ids = frozenset(
+            Owner.objects.filter(members=request.user).values_list("pk", flat=True)
+        )
+    return request._dq_member_owner_ids
+
+
 def cached_choices(request, key, queryset):
     """Select choices built once per request: inline rows then cost no query each."""
     cache = request.__dict__.setdefault("_dq_choices", {})
@@ -634,6 +643,27 @@ class OwnerAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
     fields = ["name", "contact_email", "webhook_url", "members", "signing"]
     readonly_fields = ["signing"]
     actions = ["generate_signing_secret"]
+
+    def has_change_permission(self, request, obj=None):
+        # A member changes their own team (the fields below); another team is read-only.
+        allowed = super().has_change_permission(request, obj)
+        if obj is None or request.user.is_superuser:
+            return allowed
+        return allowed and obj.pk in member_owner_ids(request)
+
+    def get_readonly_fields(self, request, obj=None):
+        if request.user.is_superuser:
+            return self.readonly_fields
+        # A member sets where the team is reached, not who the team is or who is on it.
+        return [*self.readonly_fields, "name", "members"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Only rotate_signing_secret() writes the secret: a page saved while the action ran
+        # would otherwise put back the secret it loaded.
+        obj.save(update_fields=["name", "contact_email", "webhook_url"])
 
     @admin.display(description="signed", boolean=True)
     def signed(self, owner):

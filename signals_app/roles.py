@@ -29,6 +29,8 @@ ROLES = {
         "view_reading",
         "view_service",
         "view_owner",
+        # their own team's webhook URL, contact email and signing secret (OwnerAdmin)
+        "change_owner",
         "view_signal",
         "view_environment",
         "view_evaluationrun",

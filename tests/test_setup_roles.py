@@ -102,3 +102,21 @@ def test_the_upgrade_migration_lets_an_existing_owners_group_register_routes():
     migration.grant_owners(apps, SimpleNamespace(connection=connection))
     assert "add_route" in codenames("Owners")
     assert "Owners: unchanged" in setup_roles()
+
+
+@pytest.mark.django_db
+def test_the_upgrade_migration_lets_an_existing_owners_group_change_their_team():
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("signals_app.migrations.0019_owners_change_their_team")
+    migration.grant_owners(apps, SimpleNamespace(connection=connection))
+    assert not Group.objects.filter(name="Owners").exists()  # made by setup_roles only
+    setup_roles()
+    owners = Group.objects.get(name="Owners")
+    owners.permissions.remove(Permission.objects.get(codename="change_owner"))
+    migration.grant_owners(apps, SimpleNamespace(connection=connection))
+    assert "change_owner" in codenames("Owners")
+    assert "Owners: unchanged" in setup_roles()

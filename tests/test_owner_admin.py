@@ -1,0 +1,156 @@
+"""A team's members set its webhook URL and contact email, and generate its signing secret,
+in the admin; its name and members, and every other team, stay as they are."""
+
+import re
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.messages import get_messages
+
+from signals_app.models import Owner
+from tests.builders import give_role
+
+
+@pytest.fixture
+def alice_owner(alice, blog_team):
+    return give_role(alice)
+
+
+def change_url(owner):
+    return f"/admin/signals_app/owner/{owner.pk}/change/"
+
+
+def owner_form(owner, **changes):
+    data = {
+        "name": owner.name,
+        "contact_email": owner.contact_email,
+        "webhook_url": owner.webhook_url,
+        "members": list(owner.members.values_list("pk", flat=True)),
+    }
+    return {**data, **changes}
+
+
+def generate(client, *owners):
+    return client.post(
+        "/admin/signals_app/owner/",
+        {"action": "generate_signing_secret", "_selected_action": [o.pk for o in owners]},
+        follow=True,
+    )
+
+
+def shown_secrets(response):
+    return re.findall(r'<code class="signing-secret">([^<]+)</code>', response.content.decode())
+
+
+def messages_of(response):
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+@pytest.mark.django_db
+def test_a_member_sets_the_webhook_url_and_contact_email_of_their_team(
+    client, alice_owner, blog_team, mallory, django_assert_num_queries
+):
+    client.force_login(alice_owner)
+    form = owner_form(
+        blog_team,
+        webhook_url="https://hooks.example.com/blog",
+        contact_email="oncall@example.com",
+        name="Renamed",  # read-only for a member: ignored
+        members=[mallory.pk],  # likewise
+    )
+    ContentType.objects.clear_cache()  # the same count whichever test ran before
+    # session, user, savepoint, the owner, perms ×2, member teams, UPDATE of the three
+    # editable fields (no unique check of the name: read-only), admin log (content type,
+    # insert), savepoint release
+    with django_assert_num_queries(11) as queries:
+        response = client.post(change_url(blog_team), form)
+    assert response.status_code == 302
+    # Only the action writes the secret: a save racing it must not put the old one back.
+    (update,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert "signing_secret" not in update
+    team = Owner.objects.get(pk=blog_team.pk)
+    assert (team.name, team.webhook_url, team.contact_email) == (
+        "Blog team",
+        "https://hooks.example.com/blog",
+        "oncall@example.com",
+    )
+    assert set(team.members.values_list("username", flat=True)) == {"alice", "bob"}
+
+
+@pytest.mark.django_db
+def test_a_members_team_page_offers_only_the_webhook_url_and_contact_email(
+    client, alice_owner, blog_team, django_assert_num_queries
+):
+    client.force_login(alice_owner)
+    ContentType.objects.clear_cache()
+    # session, user, the owner, perms ×2, member teams, content type, members (the read-only
+    # list)
+    with django_assert_num_queries(8):
+        response = client.get(change_url(blog_team))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'name="webhook_url"' in page and 'name="contact_email"' in page
+    assert 'name="name"' not in page and 'name="members"' not in page
+    assert 'name="_save"' in page
+
+
+@pytest.mark.django_db
+def test_a_member_cannot_change_another_team(client, alice_owner, search_team):
+    client.force_login(alice_owner)
+    page = client.get(change_url(search_team))
+    assert page.status_code == 200  # read-only
+    assert 'name="webhook_url"' not in page.content.decode()
+    assert 'name="_save"' not in page.content.decode()
+    response = client.post(
+        change_url(search_team), owner_form(search_team, webhook_url="https://evil.example.com/")
+    )
+    assert response.status_code == 403
+    assert Owner.objects.get(pk=search_team.pk).webhook_url == ""
+
+
+@pytest.mark.django_db
+def test_an_owner_on_no_team_changes_none(client, mallory, blog_team):
+    client.force_login(give_role(mallory))
+    response = client.post(
+        change_url(blog_team), owner_form(blog_team, webhook_url="https://evil.example.com/")
+    )
+    assert response.status_code == 403
+    assert Owner.objects.get(pk=blog_team.pk).webhook_url == ""
+    assert shown_secrets(generate(client, blog_team)) == []
+    assert Owner.objects.get(pk=blog_team.pk).signing_secret == ""
+
+
+@pytest.mark.django_db
+def test_a_member_generates_their_teams_signing_secret(
+    client, alice_owner, blog_team, django_assert_num_queries
+):
+    client.force_login(alice_owner)
+    ContentType.objects.clear_cache()
+    # session, user, perms ×2, count of owners ×2 (the changelist's), the chosen owners,
+    # member teams, savepoint, UPDATE of the secret, admin log (content type, insert),
+    # savepoint release
+    with django_assert_num_queries(13):
+        response = generate(client, blog_team)
+    (secret,) = shown_secrets(response)
+    assert Owner.objects.get(pk=blog_team.pk).signing_secret == secret
+
+
+@pytest.mark.django_db
+def test_a_member_cannot_generate_another_teams_secret(client, alice_owner, blog_team, search_team):
+    client.force_login(alice_owner)
+    for chosen in [(search_team,), (blog_team, search_team)]:
+        response = generate(client, *chosen)
+        assert shown_secrets(response) == []
+        assert messages_of(response) == [
+            "No signing secret generated: you may not change Search team (a team's members "
+            "and administrators may). Select only your teams."
+        ]
+    assert set(Owner.objects.values_list("signing_secret", flat=True)) == {""}
+
+
+@pytest.mark.django_db
+def test_a_member_adds_and_deletes_no_team(client, alice_owner, blog_team):
+    client.force_login(alice_owner)
+    assert client.get("/admin/signals_app/owner/add/").status_code == 403
+    assert client.post(f"/admin/signals_app/owner/{blog_team.pk}/delete/").status_code == 403
+    assert Owner.objects.filter(pk=blog_team.pk).exists()
