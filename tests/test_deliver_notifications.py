@@ -471,6 +471,11 @@ def test_the_command_prints_one_summary_line_per_batch(receiver, route):
         (("--loop", "nan"), "--loop expects a number of seconds from 0.01 to 86400"),
         (("--loop", "inf"), "--loop expects a number of seconds from 0.01 to 86400"),
         (("--loop", "1", "--max-runs", "0"), "--max-runs expects a number of runs of at least 1"),
+        (("--max-failures", "3"), "--max-failures expects --loop, e.g. --loop 10 --max-failures"),
+        (
+            ("--loop", "1", "--max-failures", "-1"),
+            "--max-failures expects a number of failed batches of at least 0",
+        ),
     ],
 )
 def test_the_command_refuses_bad_options(args, message):
@@ -512,3 +517,67 @@ def test_the_webhook_url_is_not_logged(receiver, route, caplog):
     make_notification(route)
     assert deliver_batch(now=NOW).delivered == 1
     assert "s3cret" not in caplog.text  # httpx logs each request's whole URL at INFO
+
+
+@pytest.fixture
+def notification_table_missing():
+    """The deploy bug of a release whose migration did not run: the notifications table is
+    not there (renamed away inside the test's transaction, which puts it back)."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE signals_app_notification RENAME TO signals_app_gone")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE signals_app_gone RENAME TO signals_app_notification")
+
+
+@pytest.mark.django_db
+def test_the_loop_exits_when_every_batch_fails(notification_table_missing, caplog):
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command(
+            "deliver_notifications",
+            "--loop",
+            "0.01",
+            "--max-runs",
+            "10",
+            "--max-failures",
+            "3",
+            stdout=out,
+            stderr=err,
+        )
+    assert str(raised.value).startswith(
+        "delivery failed 3 times in a row (--max-failures 3), exiting: the last error was "
+    )
+    # (PostgreSQL's message goes on over more lines: LINE 1: ... and a caret)
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("delivery")]
+    assert len(lines) == 3
+    assert lines[0].startswith("delivery failed, retrying in 0.01s: ")
+    assert lines[2].startswith("delivery failed, not retrying: ")
+    assert "signals_app_notification" in lines[2]  # the database's words: no such table
+    assert out.getvalue() == ""
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == str(raised.value)
+
+
+def test_manage_py_exits_non_zero_when_the_tables_are_missing(tmp_path):
+    """The whole process, as the Procfile runs it, against a database never migrated."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}"}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "deliver_notifications", "--loop", "0.01"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("delivery failed, retrying in 0.01s: no such table") == 4
+    assert "delivery failed, not retrying: no such table: signals_app_notification" in (done.stderr)
+    assert "CommandError: delivery failed 5 times in a row (--max-failures 5), exiting" in (
+        done.stderr
+    )

@@ -61,6 +61,12 @@ def test_loop_prints_one_line_per_run():
         (["--loop", "60", "--prune-every", "0"], "--prune-every expects .*; received 0.0"),
         (["--loop", "60", "--prune-every", "nan"], "--prune-every expects .*; received nan"),
         (["--prune-every", "3600"], "--prune-every expects --loop"),
+        (["--max-failures", "5"], "--max-failures expects --loop, e.g. --loop 60 --max-failures"),
+        (
+            ["--loop", "60", "--max-failures", "-1"],
+            "--max-failures expects a number of failed passes of at least 0, e.g. "
+            "--max-failures 5; received -1",
+        ),
     ],
 )
 def test_loop_options_out_of_range_fail_naming_the_option(args, message):
@@ -172,3 +178,65 @@ def test_a_pass_evaluates_a_mean_over_readings_stored_beyond_1e12(blog):
     assert evaluate().startswith("evaluated 1 thresholds")
     state = ThresholdState.objects.get()
     assert (state.status, state.value) == ("critical", 1e12)
+
+
+def failing_runs(monkeypatch, outcomes):
+    """run_evaluation that raises on each True of `outcomes` (then runs for real): a deploy
+    bug, an ImportError of a module the pass needs, on those passes."""
+    from signals_app.management.commands import evaluate as command
+
+    real, calls = command.run_evaluation, []
+
+    def run_evaluation():
+        calls.append(1)
+        if outcomes[len(calls) - 1]:
+            raise ImportError("cannot import name 'percentile' from 'signals_app.sql'")
+        return real()
+
+    monkeypatch.setattr(command, "run_evaluation", run_evaluation)
+    return calls
+
+
+@pytest.mark.django_db
+def test_loop_exits_after_max_failures_in_a_row_saying_why(monkeypatch, caplog):
+    calls = failing_runs(monkeypatch, [True] * 10)
+    with pytest.raises(CommandError) as raised:
+        evaluate("--loop", "0.01", "--max-runs", "10", "--max-failures", "3")
+    message = (
+        "evaluation failed 3 times in a row (--max-failures 3), exiting: the last error was "
+        "ImportError: cannot import name 'percentile' from 'signals_app.sql'. Something "
+        "retrying does not fix (a deploy or a database problem) is likely; fix it, then start "
+        "the process again (its process manager may already be restarting it)."
+    )
+    assert str(raised.value) == message
+    assert len(calls) == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        "evaluation failed with an unexpected error, retrying in 0.01s",
+        "evaluation failed with an unexpected error, retrying in 0.01s",
+        "evaluation failed with an unexpected error, not retrying",
+        message,
+    ]
+
+
+@pytest.mark.django_db
+def test_loop_exits_after_five_failures_by_default(monkeypatch):
+    calls = failing_runs(monkeypatch, [True] * 10)
+    with pytest.raises(CommandError, match="failed 5 times in a row"):
+        evaluate("--loop", "0.01", "--max-runs", "10")
+    assert len(calls) == 5
+
+
+@pytest.mark.django_db
+def test_a_successful_pass_resets_the_count_of_failures(monkeypatch):
+    calls = failing_runs(monkeypatch, [True, True, False, True, True, False])
+    output = evaluate("--loop", "0.01", "--max-runs", "6", "--max-failures", "3")
+    assert output.count("evaluated 0 thresholds") == 2
+    assert len(calls) == 6
+
+
+@pytest.mark.django_db
+def test_max_failures_0_never_exits(monkeypatch):
+    calls = failing_runs(monkeypatch, [True] * 8)
+    assert evaluate("--loop", "0.01", "--max-runs", "8", "--max-failures", "0") == ""
+    assert len(calls) == 8

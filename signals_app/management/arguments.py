@@ -24,6 +24,12 @@ def bounded(option, value, *, low, high=None, unit, example):
     return value
 
 
+def needs_loop(option, value, loop, *, example):
+    """A --loop-only option given without --loop is refused rather than ignored."""
+    if value is not None and loop is None:
+        raise CommandError(f"{option} expects --loop, e.g. {example}; received no --loop")
+
+
 def moment(option, value):
     """An aware datetime from an ISO 8601 text (naive means UTC), or None when not given."""
     if value is None or isinstance(value, datetime):

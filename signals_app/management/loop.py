@@ -5,38 +5,49 @@ import logging
 import signal as process_signals
 import time
 
+from django.core.management.base import CommandError
 from django.db import DatabaseError, close_old_connections, connection
 
 logger = logging.getLogger(__name__)
 
 MAX_LOOP_SECONDS = 24 * 60 * 60  # --loop at most a day
+# --max-failures: a deploy bug (an ImportError, a missing table) fails every run the same
+# way; five in a row is a minute of the clock, under a minute of notify.
+DEFAULT_MAX_FAILURES = 5
 
 
-def repeat(step, *, seconds, max_runs, what, stderr):
+def repeat(step, *, seconds, max_runs, what, stderr, max_failures=None):
     """Call `step(started)` every `seconds` (`started` is its time.monotonic()) until SIGTERM
     or SIGINT, which end it between runs, or `max_runs` runs.
 
-    A failed run never ends the loop: the next run starts from what is stored. A database
-    error is one line on `stderr`; anything else (a bug, data that overflowed a date) is
-    logged with its traceback."""
+    A failed run is retried: the next run starts from what is stored. A database error is
+    one line on `stderr`; anything else (a bug, data that overflowed a date) is logged with
+    its traceback. After `max_failures` failed runs in a row (None: DEFAULT_MAX_FAILURES;
+    0: never) the loop gives up with a CommandError (exit status 1), so that a process that
+    cannot work stops where its process manager shows it, rather than log the same
+    traceback for ever; a run that succeeds resets the count."""
     stopping = []
     previous = {
         signum: process_signals.signal(signum, lambda *_: stopping.append(True))
         for signum in (process_signals.SIGTERM, process_signals.SIGINT)
     }
+    if max_failures is None:
+        max_failures = DEFAULT_MAX_FAILURES
     try:
-        runs = 0
+        runs = failures = 0
         while not stopping:
             started = time.monotonic()
             _renew_connection()
             try:
                 step(started)
-            except DatabaseError as exc:
-                stderr.write(f"{what} failed, retrying in {seconds:g}s: {exc}")
-            except Exception:
-                logger.exception(
-                    "%s failed with an unexpected error, retrying in %gs", what, seconds
-                )
+            except Exception as exc:
+                failures += 1
+                giving_up = bool(max_failures) and failures >= max_failures
+                _report_failure(exc, what, seconds, giving_up, stderr)
+                if giving_up:
+                    _give_up(what, failures, exc)
+            else:
+                failures = 0
             runs += 1
             if max_runs is not None and runs >= max_runs:
                 return
@@ -44,6 +55,25 @@ def repeat(step, *, seconds, max_runs, what, stderr):
     finally:
         for signum, handler in previous.items():
             process_signals.signal(signum, handler)
+
+
+def _report_failure(exc, what, seconds, giving_up, stderr):
+    next_step = "not retrying" if giving_up else f"retrying in {seconds:g}s"
+    if isinstance(exc, DatabaseError):
+        stderr.write(f"{what} failed, {next_step}: {exc}")
+    else:
+        logger.error("%s failed with an unexpected error, %s", what, next_step, exc_info=exc)
+
+
+def _give_up(what, failures, exc):
+    message = (
+        f"{what} failed {failures} times in a row (--max-failures {failures}), exiting: "
+        f"the last error was {type(exc).__name__}: {exc}. Something retrying does not fix "
+        "(a deploy or a database problem) is likely; fix it, then start the process again "
+        "(its process manager may already be restarting it)."
+    )
+    logger.error(message)
+    raise CommandError(message) from exc
 
 
 def _renew_connection():

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from signals_app.management.arguments import bounded
-from signals_app.management.loop import MAX_LOOP_SECONDS, repeat
+from signals_app.management.arguments import bounded, needs_loop
+from signals_app.management.loop import DEFAULT_MAX_FAILURES, MAX_LOOP_SECONDS, repeat
 from signals_app.notifications import BATCH_SIZE, deliver_batch
 
 
@@ -23,6 +23,15 @@ class Command(BaseCommand):
             "--max-runs", type=int, help="With --loop, stop after this many batches (for tests)."
         )
         parser.add_argument(
+            "--max-failures",
+            type=int,
+            metavar="N",
+            help=(
+                "With --loop, exit with an error after N failed batches in a row (default "
+                f"{DEFAULT_MAX_FAILURES}; 0: never); a successful one resets the count."
+            ),
+        )
+        parser.add_argument(
             "--limit",
             type=int,
             default=BATCH_SIZE,
@@ -30,12 +39,16 @@ class Command(BaseCommand):
             help=f"At most N notifications per batch (default {BATCH_SIZE}).",
         )
 
-    def handle(self, *args, loop=None, max_runs=None, limit=BATCH_SIZE, **options):
+    def handle(
+        self, *args, loop=None, max_runs=None, max_failures=None, limit=BATCH_SIZE, **options
+    ):
         if limit < 1:
             raise CommandError(f"--limit expects a positive number, e.g. 100; received {limit}")
         # As evaluate's: nan ran batches back to back, inf slept for ever, 0 runs still ran.
         bounded("--loop", loop, low=0.01, high=MAX_LOOP_SECONDS, unit="seconds", example=10)
         bounded("--max-runs", max_runs, low=1, unit="runs", example=3)
+        needs_loop("--max-failures", max_failures, loop, example="--loop 10 --max-failures 5")
+        bounded("--max-failures", max_failures, low=0, unit="failed batches", example=5)
         if loop is None:
             try:
                 result = deliver_batch(limit)
@@ -55,4 +68,11 @@ class Command(BaseCommand):
 
         # A failed batch is safe to run again: a claimed notification is due again when its
         # lease ends.
-        repeat(one_batch, seconds=loop, max_runs=max_runs, what="delivery", stderr=self.stderr)
+        repeat(
+            one_batch,
+            seconds=loop,
+            max_runs=max_runs,
+            max_failures=max_failures,
+            what="delivery",
+            stderr=self.stderr,
+        )

@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from signals_app.evaluation import run_evaluation, summary_line
-from signals_app.management.arguments import bounded
-from signals_app.management.loop import MAX_LOOP_SECONDS, repeat
+from signals_app.management.arguments import bounded, needs_loop
+from signals_app.management.loop import DEFAULT_MAX_FAILURES, MAX_LOOP_SECONDS, repeat
 
 logger = logging.getLogger(__name__)
 
@@ -29,20 +29,29 @@ class Command(BaseCommand):
             "--max-runs", type=int, help="With --loop, stop after this many runs (for tests)."
         )
         parser.add_argument(
+            "--max-failures",
+            type=int,
+            metavar="N",
+            help=(
+                "With --loop, exit with an error after N failed passes in a row (default "
+                f"{DEFAULT_MAX_FAILURES}; 0: never); a successful one resets the count."
+            ),
+        )
+        parser.add_argument(
             "--prune-every",
             type=float,
             metavar="SECONDS",
             help="With --loop, also run `prune` after the first run and then every SECONDS.",
         )
 
-    def handle(self, *args, loop=None, max_runs=None, prune_every=None, **options):
+    def handle(
+        self, *args, loop=None, max_runs=None, max_failures=None, prune_every=None, **options
+    ):
         bounded("--loop", loop, low=0.01, high=MAX_LOOP_SECONDS, unit="seconds", example=60)
         bounded("--max-runs", max_runs, low=1, unit="runs", example=3)
-        if prune_every is not None and loop is None:
-            raise CommandError(
-                "--prune-every expects --loop, e.g. --loop 60 --prune-every 3600; "
-                "received no --loop"
-            )
+        needs_loop("--max-failures", max_failures, loop, example="--loop 60 --max-failures 5")
+        bounded("--max-failures", max_failures, low=0, unit="failed passes", example=5)
+        needs_loop("--prune-every", prune_every, loop, example="--loop 60 --prune-every 3600")
         bounded("--prune-every", prune_every, low=0.001, unit="seconds", example=3600)
         if loop is None:
             try:
@@ -72,4 +81,11 @@ class Command(BaseCommand):
                         self.stderr.write(str(exc))
                 self.stdout.flush()
 
-        repeat(one_pass, seconds=loop, max_runs=max_runs, what="evaluation", stderr=self.stderr)
+        repeat(
+            one_pass,
+            seconds=loop,
+            max_runs=max_runs,
+            max_failures=max_failures,
+            what="evaluation",
+            stderr=self.stderr,
+        )
