@@ -346,6 +346,10 @@ if DQ_NOTIFICATION_RETENTION_DAYS < 1:
         "1 day and are always pruned (0 does not mean forever here); expected 1 or more, "
         f"received {DQ_NOTIFICATION_RETENTION_DAYS}"
     )
+# Webhook deliveries go only to public addresses: owners set their webhook URL and read the
+# receiver's answer, so a private one (127.0.0.1, 169.254.169.254, 10.x) would let them reach
+# internal services. On for an installation whose receivers are on its private network.
+DQ_WEBHOOK_ALLOW_PRIVATE = _read("DQ_WEBHOOK_ALLOW_PRIVATE", _strict_bool, False)
 DQ_CONTENT_MIN_SCORE = _whole_number("DQ_CONTENT_MIN_SCORE", 70, low=0, high=100, meaning="a score")
 DQ_REHEARSAL_MAX_AGE_DAYS = _whole_number(
     "DQ_REHEARSAL_MAX_AGE_DAYS",

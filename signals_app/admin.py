@@ -634,8 +634,23 @@ def shown_once(request, template, context):
     return response
 
 
+class OwnerForm(forms.ModelForm):
+    def clean_webhook_url(self):
+        url = self.cleaned_data["webhook_url"]
+        # A first answer, when it changes: deliveries check again when they are sent.
+        if "webhook_url" in self.changed_data:
+            refusal = notifications.url_refusal(url)
+            if refusal is not None:
+                raise forms.ValidationError(
+                    f"{refusal[0].upper()}{refusal[1:]}. Enter a public http(s) URL.",
+                    code="private_address",
+                )
+        return url
+
+
 @admin.register(Owner)
 class OwnerAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
+    form = OwnerForm
     list_display = ["name", "contact_email", "webhook_url", "signed"]
     search_fields = ["name", "contact_email"]
     filter_horizontal = ["members"]

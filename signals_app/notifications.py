@@ -22,12 +22,18 @@ overwrite what a later claim recorded. On SQLite writers are serialised (BEGIN I
 Signing: a delivery to an owner with a signing secret carries `X-DQ-Signature: t=<unix
 seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` over the exact bytes sent, signed when it is
 sent, so each retry has a fresh timestamp (README, "Verifying a notification").
+
+Destinations: owners set their own webhook URL and read how the receiver answered, so a
+delivery goes only to public addresses unless DQ_WEBHOOK_ALLOW_PRIVATE is on (see
+"Where a webhook may go" below).
 """
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import threading
 import time
 import tomllib
@@ -73,7 +79,9 @@ LEASE = timedelta(minutes=5)
 # running at SEND_BUDGET is abandoned and retried later (`_post_within`); a batch stops
 # sending when less than this is left of its lease.
 SEND_BUDGET = timedelta(seconds=30)
-BODY_CHARS = 200  # of a receiver's error body kept in last_error
+# Of a public receiver's error body kept in last_error, as one printable line: enough for an
+# error code (Slack's "invalid_token", "channel_not_found"), not a page.
+BODY_CHARS = 100
 
 RETRY_STATUSES = {408, 429}  # and every 5xx
 
@@ -366,6 +374,11 @@ def attempt(notification, now=None, timeout=TIMEOUT, deadline=SEND_BUDGET):
         )
     try:
         status, body, retry_after = _post_within(url, notification, timeout, deadline)
+    except RefusedDestination as exc:
+        return _failed(
+            f"not sent: {refusal_text(url, exc.reason)}. Not retried: set a public URL, then "
+            "'Deliver again'"
+        )
     except (httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError) as exc:
         # UnicodeError: a host name URLField accepts but IDNA refuses (http://xn--a.com/)
         return _failed(f"the webhook URL {_shown(url)!r} cannot be requested over HTTP(S): {exc}")
@@ -383,7 +396,9 @@ def attempt(notification, now=None, timeout=TIMEOUT, deadline=SEND_BUDGET):
         return Outcome(
             "delivered", Notification.Status.DELIVERED, delivered_at=now or timezone.now()
         )
-    error = f"HTTP {status} (expected 2xx): {body}"
+    error = f"HTTP {status} (expected 2xx)"
+    # None: the receiver is on a private address, where internal services answer.
+    error += ": (body not shown: private address)" if body is None else f": {body}"
     if status in RETRY_STATUSES or status >= 500:
         wait = retry_after if status in (429, 503) else None
         return _retry(notification, now, error, retry_after=wait)
@@ -395,7 +410,10 @@ def _post_within(url, notification, timeout, deadline):
     abandoned at the deadline (its client closed; a daemon thread, it ends with its socket)
     so that one slow receiver cannot hold every other owner's notifications."""
     answer = {}
-    client = httpx.Client(timeout=timeout, follow_redirects=False)
+    transport = PinnedTransport(allow_private=settings.DQ_WEBHOOK_ALLOW_PRIVATE, verify=VERIFY)
+    # With a transport of its own the client reads no proxy from the environment
+    # (HTTPS_PROXY): a delivery connects to the address it checked, itself.
+    client = httpx.Client(timeout=timeout, follow_redirects=False, transport=transport)
 
     def send():
         try:
@@ -415,7 +433,9 @@ def _post_within(url, notification, timeout, deadline):
 
 
 def _post(client, url, notification):
-    """(status, first BODY_CHARS of the body for non-2xx, Retry-After seconds or None)."""
+    """(status, the start of the body for non-2xx, Retry-After seconds or None). The body is
+    None, not read, when the receiver is on a private address (DQ_WEBHOOK_ALLOW_PRIVATE):
+    there internal services answer, and last_error is read by the owner who chose the URL."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -429,9 +449,10 @@ def _post(client, url, notification):
     with client.stream("POST", url, content=content, headers=headers) as response:
         if response.is_success:
             return response.status_code, "", None  # the body is not needed
+        public = response.extensions.get(PUBLIC_DESTINATION, False)
         return (
             response.status_code,
-            _body_start(response),
+            _body_start(response) if public else None,
             _retry_after_seconds(response.headers.get("Retry-After")),
         )
 
@@ -447,7 +468,8 @@ def signature(secret, body, timestamp):
 
 
 def _body_start(response):
-    """The first characters of an error body, read no further (it may be large or slow)."""
+    """The first characters of an error body as one printable line, read no further (it may
+    be large or slow)."""
     data = b""
     try:
         for chunk in response.iter_bytes():
@@ -456,7 +478,14 @@ def _body_start(response):
                 break
     except httpx.HTTPError as exc:
         return f"(body unreadable: {type(exc).__name__})"
-    return data.decode("utf-8", errors="replace")[:BODY_CHARS]
+    return _one_line(data.decode("utf-8", errors="replace"))[:BODY_CHARS]
+
+
+def _one_line(text):
+    """`text` on one line of printable characters: each run of whitespace is one space, any
+    other control character (a NUL, a terminal escape) is U+FFFD."""
+    words = text.split()
+    return " ".join("".join(c if c.isprintable() else "\ufffd" for c in w) for w in words)
 
 
 def _shown(url):
@@ -507,4 +536,169 @@ def _retry(notification, now, error, *, retry_after=None):
         f"{error}; attempt {attempts} of {MAX_ATTEMPTS}, "
         f"retrying at {next_attempt_at:%Y-%m-%d %H:%M:%S} UTC",
         next_attempt_at=next_attempt_at,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a webhook may go
+# ---------------------------------------------------------------------------------------------
+#
+# An owner sets their team's webhook URL and reads, in last_error, how the receiver answered.
+# A URL into the registry's own network (http://127.0.0.1:6379/, the cloud metadata service
+# at 169.254.169.254, a 10.x host) would make the registry request internal services for them
+# and show them the answers: server-side request forgery. So, unless DQ_WEBHOOK_ALLOW_PRIVATE
+# is on, a delivery resolves the URL's host when it is sent (DNS may have changed since the
+# URL was saved) and refuses it when ANY of its addresses is not public. It then connects to
+# an address it checked, never resolving the name again: a DNS answer that changes between
+# the check and the connection (DNS rebinding) cannot take it elsewhere. The request still
+# names the host: the Host header, and for https the TLS server name (SNI) and the check of
+# the certificate against it (httpcore's documented `sni_hostname` request extension).
+# Redirects are not followed, so a public receiver cannot bounce a delivery inward either.
+
+VERIFY = True  # certificates checked against certifi's authorities (tests trust their own)
+
+# A response extension set by PinnedTransport: True when the address it came from is public,
+# so that the start of its body may be shown to the owner.
+PUBLIC_DESTINATION = "dq_public_destination"
+
+# Why an address is not public: the first of its ipaddress properties that holds.
+_NOT_PUBLIC = [
+    ("is_unspecified", "an unspecified address"),
+    ("is_loopback", "a loopback address"),
+    ("is_link_local", "a link-local address (where cloud metadata services answer)"),
+    ("is_multicast", "a multicast address"),
+    ("is_reserved", "a reserved address"),
+    ("is_private", "a private address"),
+]
+
+
+class RefusedDestination(Exception):
+    """A webhook URL whose host has an address deliveries may not go to."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason  # e.g. "resolves to a loopback address"
+
+
+def not_public(address):
+    """Why deliveries may not go to `address` (an ipaddress object), or None when it is
+    public. An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is judged as the IPv4 address it
+    reaches; one carrying a 6to4 address is judged by both."""
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    judged = [address] + ([address.sixtofour] if address.version == 6 and address.sixtofour else [])
+    for candidate in judged:
+        for test, reason in _NOT_PUBLIC:
+            if getattr(candidate, test):
+                return reason
+        if not candidate.is_global:  # shared (100.64.0.0/10), documentation, benchmarking…
+            return "an address that is not globally routable"
+    return None
+
+
+def resolve(host):
+    """The addresses of `host` (a name or an IP literal), in the resolver's order, each once.
+    Raises OSError (socket.gaierror) when it does not resolve."""
+    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+
+
+def _refusal(host, addresses):
+    """Why `host` may not be sent to, or None: the first of its addresses that is not public.
+    ANY such address refuses it, since a connection may go to any of them."""
+    for address in addresses:
+        reason = not_public(address)
+        if reason is not None:
+            return f"{'is' if _is_ip_literal(host) else 'resolves to'} {reason}"
+    return None
+
+
+def _is_ip_literal(host):
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def refusal_text(url, reason):
+    """What last_error and the admin form say of a refused URL: its scheme and host only."""
+    return (
+        f"the webhook URL {_shown(url)!r} goes to a host that {reason}; notifications go "
+        "only to public addresses (DQ_WEBHOOK_ALLOW_PRIVATE is off)"
+    )
+
+
+def url_refusal(url):
+    """Why a delivery to `url` would be refused now, for a form to say so at once; None when
+    its host is public, DQ_WEBHOOK_ALLOW_PRIVATE is on, or the host does not resolve (yet).
+    Only a first answer: the delivery checks again, as DNS may change after the URL is saved."""
+    if not url or settings.DQ_WEBHOOK_ALLOW_PRIVATE:
+        return None
+    try:
+        host = urlsplit(url).hostname
+        reason = host and _refusal(host, resolve(host))
+    except (OSError, UnicodeError, ValueError):
+        return None  # unresolvable now: the delivery retries, then fails, saying why
+    return refusal_text(url, reason) if reason else None
+
+
+class PinnedTransport(httpx.BaseTransport):
+    """httpx's transport, sending each request to an address of its host that was checked:
+    with `allow_private` off, a host with any address that is not public is refused
+    (RefusedDestination, before any connection). The addresses are tried in the resolver's
+    order, the next one when connecting to one fails or times out, as
+    socket.create_connection does."""
+
+    def __init__(self, *, allow_private, verify=True):
+        self.allow_private = allow_private
+        self._transport = httpx.HTTPTransport(verify=verify)
+
+    def handle_request(self, request):
+        if request.url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(
+                f"expected an http or https URL; received {request.url.scheme!r}", request=request
+            )
+        host = request.url.raw_host.decode("ascii")  # IDNA-encoded, as DNS and TLS need it
+        try:
+            addresses = resolve(host)
+        except OSError as exc:  # socket.gaierror: no such name, or no DNS now; retried
+            raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from exc
+        reason = _refusal(host, addresses)
+        if reason is not None and not self.allow_private:
+            raise RefusedDestination(reason)
+        error = None
+        for address in addresses:
+            public = not_public(address) is None
+            try:
+                response = self._transport.handle_request(_pinned(request, host, address))
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                error = exc  # an IPv6 route that goes nowhere, say: the next address
+                continue
+            except httpx.ProtocolError as exc:
+                if public:
+                    raise
+                # h11 quotes the bytes it could not read ("illegal status line: b'-ERR…'"):
+                # what an internal service said stays out of last_error.
+                raise type(exc)(
+                    "the answer was not HTTP (not shown: the receiver is on a private address)",
+                    request=request,
+                ) from None
+            response.extensions[PUBLIC_DESTINATION] = public
+            return response
+        raise error
+
+    def close(self):
+        self._transport.close()
+
+
+def _pinned(request, host, address):
+    """`request` sent to `address`: its Host header and, for https, the TLS server name and
+    certificate check still name `host`."""
+    return httpx.Request(
+        request.method,
+        request.url.copy_with(host=str(address)),
+        headers=request.headers,
+        stream=request.stream,
+        extensions={**request.extensions, "sni_hostname": host},
     )

@@ -60,3 +60,31 @@ def search_team(db):
 @pytest.fixture
 def search(search_team):
     return make_service("search", owner=search_team)
+
+
+@pytest.fixture
+def receiver(settings):
+    """A real webhook receiver (tests/webhook_server.py) on 127.0.0.1, where deliveries go
+    only when DQ_WEBHOOK_ALLOW_PRIVATE is on, as it is for this test."""
+    from tests.webhook_server import webhook_receiver
+
+    settings.DQ_WEBHOOK_ALLOW_PRIVATE = True
+    with webhook_receiver() as running:
+        yield running
+
+
+@pytest.fixture
+def public_receiver(receiver, settings, monkeypatch):
+    """The receiver as if it were on the internet, with private addresses refused (the
+    default): 127.0.0.1 passes the destination check, every other address is judged as
+    ever. What a public receiver says is shown in last_error; a private one's is not."""
+    from signals_app import notifications
+
+    settings.DQ_WEBHOOK_ALLOW_PRIVATE = False
+    judge = notifications.not_public
+
+    def not_public(address):
+        return None if str(address) == "127.0.0.1" else judge(address)
+
+    monkeypatch.setattr(notifications, "not_public", not_public)
+    return receiver

@@ -154,3 +154,13 @@ def test_the_log_level_is_read_in_any_case():
     assert manage("shell", "-c", show, LOG_LEVEL="debug").stdout.splitlines()[-1] == "DEBUG"
     # every name Python's logging takes, as LOG_LEVEL always could
     assert manage("shell", "-c", show, LOG_LEVEL="warn").stdout.splitlines()[-1] == "WARN"
+
+
+def test_webhooks_go_to_private_addresses_only_when_allowed():
+    show = "from django.conf import settings; print(settings.DQ_WEBHOOK_ALLOW_PRIVATE)"
+    assert manage("shell", "-c", show).stdout.splitlines()[-1] == "False"
+    allowed = manage("shell", "-c", show, DQ_WEBHOOK_ALLOW_PRIVATE="on")
+    assert allowed.stdout.splitlines()[-1] == "True"
+    assert "DQ_WEBHOOK_ALLOW_PRIVATE is malformed" in refused(
+        "shell", "-c", show, DQ_WEBHOOK_ALLOW_PRIVATE="internal"
+    )

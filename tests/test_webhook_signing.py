@@ -12,7 +12,6 @@ from signals_app.models import Owner
 from signals_app.notifications import deliver_batch
 from tests.builders import make_route, make_user
 from tests.test_deliver_notifications import make_notification, set_webhook
-from tests.webhook_server import webhook_receiver
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -27,12 +26,6 @@ def readme_verify():
 
 
 verify = readme_verify()
-
-
-@pytest.fixture
-def receiver():
-    with webhook_receiver() as running:
-        yield running
 
 
 @pytest.fixture

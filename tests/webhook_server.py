@@ -2,7 +2,8 @@
 thread, recording every request. The path says how to answer:
 
 - `/ok` (or anything else): 200
-- `/status/<code>`: that status, with a short body; `?retry_after=<s>` adds Retry-After
+- `/status/<code>`: that status, with a short body (`?body=<text>`: that text instead);
+  `?retry_after=<s>` adds Retry-After
 - `/sleep/<seconds>`: answers 200 after sleeping (past the client's timeout)
 - `/trickle/<seconds>`: answers 200 a header byte every 0.1 s for that long (never idle long
   enough for a per-read timeout)
@@ -48,6 +49,8 @@ class Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
         body = f"receiver says {status}".encode() if status >= 300 else b"thanks"
+        if "body" in query:
+            body = query["body"][0].encode()
         if "nul" in query:
             body += b"\x00 and more"
         self.send_response(status)
@@ -75,10 +78,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class Receiver:
-    def __init__(self, server):
+    def __init__(self, server, scheme="http"):
         self.server = server
-        host, port = server.server_address[:2]
-        self.base = f"http://{host}:{port}"
+        host, self.port = server.server_address[:2]
+        self.base = f"{scheme}://{host}:{self.port}"
 
     def url(self, path="/ok"):
         return self.base + path
@@ -89,14 +92,17 @@ class Receiver:
 
 
 @contextmanager
-def webhook_receiver():
+def webhook_receiver(tls=None):
+    """A receiver on 127.0.0.1; `tls` (a server-side ssl.SSLContext) makes it https."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True  # a sleeping handler never holds the test run
     server.received = []
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield Receiver(server)
+        yield Receiver(server, "https" if tls is not None else "http")
     finally:
         server.shutdown()
         server.server_close()
