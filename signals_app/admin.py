@@ -26,6 +26,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, router, transaction
+from django.db.models import Exists, OuterRef, Value
 from django.forms.utils import flatatt
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
@@ -651,13 +652,29 @@ class OwnerForm(forms.ModelForm):
 @admin.register(Owner)
 class OwnerAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
     form = OwnerForm
-    list_display = ["name", "contact_email", "webhook_url", "signed"]
+    list_display = ["name", "contact_email", "webhook", "signed"]
     search_fields = ["name", "contact_email"]
     filter_horizontal = ["members"]
     # The signing secret is not a form field (editable=False): only the action makes one.
     fields = ["name", "contact_email", "webhook_url", "members", "signing"]
-    readonly_fields = ["signing"]
+    readonly_fields = ["signing", "webhook"]
     actions = ["generate_signing_secret"]
+
+    def get_queryset(self, request):
+        # A webhook URL is a credential (Slack's and Teams' carry their token): whole for
+        # superusers and the team's members, scheme and host for everyone else. Whether the
+        # user may read it is asked in the page's own query, not one more.
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset.annotate(webhook_readable=Value(True))
+        membership = Owner.members.through.objects.filter(owner=OuterRef("pk"), user=request.user)
+        return queryset.annotate(webhook_readable=Exists(membership))
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and not getattr(obj, "webhook_readable", False):
+            # Another team's page, read-only: where its webhook goes, not the URL.
+            return ["webhook" if name == "webhook_url" else name for name in self.fields]
+        return self.fields
 
     def has_change_permission(self, request, obj=None):
         # A member changes their own team (the fields below); another team is read-only.
@@ -679,6 +696,14 @@ class OwnerAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
         # Only rotate_signing_secret() writes the secret: a page saved while the action ran
         # would otherwise put back the secret it loaded.
         obj.save(update_fields=["name", "contact_email", "webhook_url"])
+
+    @admin.display(description="webhook url")
+    def webhook(self, owner):
+        if not owner.webhook_url:
+            return None
+        if getattr(owner, "webhook_readable", False):
+            return owner.webhook_url
+        return notifications.shown_url(owner.webhook_url)
 
     @admin.display(description="signed", boolean=True)
     def signed(self, owner):

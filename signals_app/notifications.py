@@ -381,7 +381,9 @@ def attempt(notification, now=None, timeout=TIMEOUT, deadline=SEND_BUDGET):
         )
     except (httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError) as exc:
         # UnicodeError: a host name URLField accepts but IDNA refuses (http://xn--a.com/)
-        return _failed(f"the webhook URL {_shown(url)!r} cannot be requested over HTTP(S): {exc}")
+        return _failed(
+            f"the webhook URL {shown_url(url)!r} cannot be requested over HTTP(S): {exc}"
+        )
     except Overran:
         seconds = deadline.total_seconds()
         return _retry(notification, now, f"no complete answer within {seconds:g} s")
@@ -488,12 +490,14 @@ def _one_line(text):
     return " ".join("".join(c if c.isprintable() else "\ufffd" for c in w) for w in words)
 
 
-def _shown(url):
-    """A webhook URL as errors show it: scheme and host, without what often holds its secret
-    (user and password, path, query)."""
+def shown_url(url):
+    """A webhook URL as errors and the admin show it to whoever may not read it whole: scheme
+    and host, without what often holds its secret (user and password, path, query; a Slack
+    or Teams webhook URL is a credential)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host  # IPv6
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "(a URL that cannot be read)"
@@ -624,7 +628,7 @@ def _is_ip_literal(host):
 def refusal_text(url, reason):
     """What last_error and the admin form say of a refused URL: its scheme and host only."""
     return (
-        f"the webhook URL {_shown(url)!r} goes to a host that {reason}; notifications go "
+        f"the webhook URL {shown_url(url)!r} goes to a host that {reason}; notifications go "
         "only to public addresses (DQ_WEBHOOK_ALLOW_PRIVATE is off)"
     )
 

@@ -68,3 +68,11 @@ def test_request_bodies_say_an_extra_key_is_refused(schema):
     for name in ("ThresholdRequest", "PatchedThresholdRequest", "BaselineCaptureRequest"):
         assert components[name]["additionalProperties"] is False, name
     assert "additionalProperties" not in components["Threshold"]
+
+
+@pytest.mark.django_db
+def test_no_operation_exposes_an_owners_webhook_url_or_signing_secret(schema):
+    # Owners appear in the API by name only. A webhook URL is a credential shown whole only
+    # to the team's members and superusers (the admin); an endpoint that adds one must do so too.
+    text = yaml.safe_dump(schema)
+    assert "webhook" not in text and "signing_secret" not in text

@@ -8,7 +8,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.contrib.messages import get_messages
 
 from signals_app.models import Owner
-from tests.builders import give_role
+from tests.builders import give_role, make_user
 
 
 @pytest.fixture
@@ -154,3 +154,85 @@ def test_a_member_adds_and_deletes_no_team(client, alice_owner, blog_team):
     assert client.get("/admin/signals_app/owner/add/").status_code == 403
     assert client.post(f"/admin/signals_app/owner/{blog_team.pk}/delete/").status_code == 403
     assert Owner.objects.filter(pk=blog_team.pk).exists()
+
+
+# --- who reads a webhook URL whole ---------------------------------------------------------
+
+BLOG_HOOK = "https://hooks.slack.com/services/T0BLOG/B0BLOG/blogtoken"
+SEARCH_HOOK = "https://hooks.slack.com/services/T0SRCH/B0SRCH/searchtoken"
+HOST_ONLY = "https://hooks.slack.com/…"
+
+
+@pytest.fixture
+def hooks(blog_team, search_team):
+    """Both teams with a Slack webhook URL, whose path is its token."""
+    Owner.objects.filter(pk=blog_team.pk).update(webhook_url=BLOG_HOOK)
+    Owner.objects.filter(pk=search_team.pk).update(webhook_url=SEARCH_HOOK)
+    blog_team.refresh_from_db()
+    search_team.refresh_from_db()
+
+
+def webhook_column(page):
+    """Team name -> what the changelist's webhook column shows."""
+    row = (
+        r'<th class="field-name"><a [^>]*>([^<]+)</a></th>.*?<td class="field-webhook">([^<]*)</td>'
+    )
+    return dict(re.findall(row, page, re.DOTALL))
+
+
+@pytest.mark.django_db
+def test_a_member_reads_their_teams_webhook_url_whole_and_only_the_host_of_others(
+    client, alice_owner, hooks, django_assert_num_queries
+):
+    client.force_login(alice_owner)
+    ContentType.objects.clear_cache()
+    # session, user, perms ×2, count ×2, the owners with whether alice is a member of each
+    # (one EXISTS in the same query: the same count as before the URLs were hidden)
+    with django_assert_num_queries(7):
+        response = client.get("/admin/signals_app/owner/")
+    page = response.content.decode()
+    assert webhook_column(page) == {"Blog team": BLOG_HOOK, "Search team": HOST_ONLY}
+    assert "searchtoken" not in page
+
+
+@pytest.mark.django_db
+def test_a_staff_user_on_no_team_reads_only_hosts(client, mallory, hooks):
+    client.force_login(give_role(mallory))
+    page = client.get("/admin/signals_app/owner/").content.decode()
+    assert webhook_column(page) == {"Blog team": HOST_ONLY, "Search team": HOST_ONLY}
+    assert "blogtoken" not in page and "searchtoken" not in page
+
+
+@pytest.mark.django_db
+def test_a_superuser_reads_every_webhook_url_whole(client, hooks, django_assert_num_queries):
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    # session, user, count ×2, the owners (no permission queries for a superuser)
+    with django_assert_num_queries(5):
+        page = client.get("/admin/signals_app/owner/").content.decode()
+    assert webhook_column(page) == {"Blog team": BLOG_HOOK, "Search team": SEARCH_HOOK}
+
+
+@pytest.mark.django_db
+def test_another_teams_page_shows_only_the_host_of_its_webhook_url(
+    client, alice_owner, search_team, hooks, django_assert_num_queries
+):
+    client.force_login(alice_owner)
+    ContentType.objects.clear_cache()
+    # session, user, the owner with alice's membership, perms ×2, member teams, content type,
+    # members (the read-only list): as on her own team's page
+    with django_assert_num_queries(8):
+        response = client.get(change_url(search_team))
+    page = response.content.decode()
+    assert re.search(r'<div class="readonly">https://hooks\.slack\.com/…</div>', page)
+    assert "searchtoken" not in page
+    assert 'name="webhook_url"' not in page
+
+
+@pytest.mark.django_db
+def test_a_member_and_a_superuser_read_the_whole_url_on_the_team_page(
+    client, alice_owner, blog_team, search_team, hooks
+):
+    client.force_login(alice_owner)
+    assert f'value="{BLOG_HOOK}"' in client.get(change_url(blog_team)).content.decode()
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    assert f'value="{SEARCH_HOOK}"' in client.get(change_url(search_team)).content.decode()

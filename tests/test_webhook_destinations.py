@@ -141,7 +141,7 @@ def test_a_loopback_destination_fails_at_once_and_is_never_connected_to(
     assert deliver_batch(now=NOW).failed == 1
     notification = stored(notification)
     assert (notification.status, notification.attempts) == ("failed", 1)
-    assert notification.last_error == refused(notifications._shown(url), reason)
+    assert notification.last_error == refused(notifications.shown_url(url), reason)
     assert "s3cret" not in notification.last_error
     assert private_receiver.received == []
 
@@ -164,7 +164,7 @@ def test_an_internal_destination_fails_at_once(route, url, reason):
     set_webhook(route.owner, url)
     notification = make_notification(route)
     assert deliver_batch(now=NOW).failed == 1
-    assert stored(notification).last_error == refused(notifications._shown(url), reason)
+    assert stored(notification).last_error == refused(notifications.shown_url(url), reason)
 
 
 @pytest.mark.django_db
@@ -408,7 +408,7 @@ def test_an_owner_cannot_save_an_internal_webhook_url(client, alice, blog_team, 
     response = client.post(owner_page(blog_team), owner_form(blog_team, webhook_url=url))
     assert response.status_code == 200  # the form again, with the error
     assert response.context["adminform"].form.errors["webhook_url"] == [
-        f"The webhook URL {notifications._shown(url)!r} goes to a host that {reason}; "
+        f"The webhook URL {notifications.shown_url(url)!r} goes to a host that {reason}; "
         "notifications go only to public addresses (DQ_WEBHOOK_ALLOW_PRIVATE is off). Enter a "
         "public http(s) URL."
     ]
