@@ -468,6 +468,7 @@ def test_the_command_prints_one_summary_line_per_batch(receiver, route):
         (("--loop", "inf"), "--loop expects a number of seconds from 0.01 to 86400"),
         (("--loop", "1", "--max-runs", "0"), "--max-runs expects a number of runs of at least 1"),
         (("--max-failures", "3"), "--max-failures expects --loop, e.g. --loop 10 --max-failures"),
+        (("--max-runs", "3"), "--max-runs expects --loop, e.g. --loop 10 --max-runs 3"),
         (
             ("--loop", "1", "--max-failures", "-1"),
             "--max-failures expects a number of failed batches of at least 0",

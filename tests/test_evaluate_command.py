@@ -62,6 +62,11 @@ def test_loop_prints_one_line_per_run():
         (["--loop", "60", "--prune-every", "nan"], "--prune-every expects .*; received nan"),
         (["--prune-every", "3600"], "--prune-every expects --loop"),
         (["--max-failures", "5"], "--max-failures expects --loop, e.g. --loop 60 --max-failures"),
+        # It ran one pass and ignored the option, silently.
+        (
+            ["--max-runs", "3"],
+            "--max-runs expects --loop, e.g. --loop 60 --max-runs 3; received no",
+        ),
         (
             ["--loop", "60", "--max-failures", "-1"],
             "--max-failures expects a number of failed passes of at least 0, e.g. "

@@ -47,6 +47,9 @@ class Command(BaseCommand):
         # As evaluate's: nan ran batches back to back, inf slept for ever, 0 runs still ran.
         bounded("--loop", loop, low=0.01, high=MAX_LOOP_SECONDS, unit="seconds", example=10)
         bounded("--max-runs", max_runs, low=1, unit="runs", example=3)
+        needs_loop(
+            "--max-runs", max_runs, loop, example="--loop 10 --max-runs 3"
+        )  # one run was silent
         needs_loop("--max-failures", max_failures, loop, example="--loop 10 --max-failures 5")
         bounded("--max-failures", max_failures, low=0, unit="failed batches", example=5)
         if loop is None:

@@ -49,6 +49,9 @@ class Command(BaseCommand):
     ):
         bounded("--loop", loop, low=0.01, high=MAX_LOOP_SECONDS, unit="seconds", example=60)
         bounded("--max-runs", max_runs, low=1, unit="runs", example=3)
+        needs_loop(
+            "--max-runs", max_runs, loop, example="--loop 60 --max-runs 3"
+        )  # one run was silent
         needs_loop("--max-failures", max_failures, loop, example="--loop 60 --max-failures 5")
         bounded("--max-failures", max_failures, low=0, unit="failed passes", example=5)
         needs_loop("--prune-every", prune_every, loop, example="--loop 60 --prune-every 3600")
