@@ -27,6 +27,7 @@ from django.core.paginator import Paginator
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, router, transaction
 from django.db.models import Exists, OuterRef, Value
+from django.db.models.constants import LOOKUP_SEP
 from django.forms.utils import flatatt
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
@@ -285,7 +286,11 @@ class AuditedAdmin(SimpleHistoryAdmin):
         now. simple_history asks for the view permission alone, so an owner could save
         another team's threshold there (moved to one of their own routes, new levels)."""
         current = self.get_object(request, unquote(object_id))
-        if current is None or not self.has_change_permission(request, current):
+        if current is None:
+            # A deleted row's past version reads (for who may read it); nothing to save.
+            if request.method == "POST":
+                raise PermissionDenied
+        elif not self.has_change_permission(request, current):
             raise PermissionDenied
         return super().history_form_view(request, object_id, version_id, extra_context)
 
@@ -649,6 +654,10 @@ class OwnerForm(forms.ModelForm):
         return url
 
 
+# An owner's fields that no one filters on in the admin (they are credentials).
+SECRET_OWNER_FIELDS = {"signing_secret", "webhook_url"}
+
+
 @admin.register(Owner)
 class OwnerAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
     form = OwnerForm
@@ -669,6 +678,14 @@ class OwnerAdmin(NotificationsGoWithIncidents, admin.ModelAdmin):
             return queryset.annotate(webhook_readable=Value(True))
         membership = Owner.members.through.objects.filter(owner=OuterRef("pk"), user=request.user)
         return queryset.annotate(webhook_readable=Exists(membership))
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # Django lets a changelist filter on any field of its own table: a guess at
+        # ?signing_secret__startswith= or ?webhook_url__contains= listed the team or not,
+        # which read every team's secret and URL out a character at a time.
+        if lookup.split(LOOKUP_SEP, 1)[0] in SECRET_OWNER_FIELDS:
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def get_fields(self, request, obj=None):
         if obj is not None and not getattr(obj, "webhook_readable", False):

@@ -2,6 +2,8 @@
 
 from django.http import HttpResponseBadRequest
 
+from .models import MAX_ID
+
 ADMIN_PREFIX = "/admin/"
 
 
@@ -55,7 +57,7 @@ class AdminInputMiddleware:
         if too_large:
             return HttpResponseBadRequest(
                 f"A number in the request is too large: {too_large[0][:40]} "
-                f"(expected at most {MAX_DATABASE_INTEGER}). Change or remove it.",
+                f"(expected at most {MAX_ID}). Change or remove it.",
                 content_type="text/plain; charset=utf-8",
             )
         # Only that case: any other ValueError is a bug, and stays a 500 with its traceback.
@@ -77,9 +79,6 @@ def _is_id(value):
     return value.isascii() and value.isdigit()
 
 
-MAX_DATABASE_INTEGER = 2**63 - 1  # a 64-bit signed integer, on both databases
-
-
 def _too_large_numbers(request):
     """The whole numbers of the query and form beyond the databases' integers."""
     fields = [*request.GET.lists(), *(request.POST.lists() if request.method == "POST" else ())]
@@ -89,4 +88,4 @@ def _too_large_numbers(request):
 def _too_large(value):
     digits = value.removeprefix("-").lstrip("0")
     # More than 19 digits is too large whatever they are (and int() of 5,000 digits raises).
-    return _is_id(digits) and (len(digits) > 19 or int(digits) > MAX_DATABASE_INTEGER)
+    return _is_id(digits) and (len(digits) > 19 or int(digits) > MAX_ID)

@@ -308,6 +308,9 @@ class Route(models.Model):
 # range", which failed the whole evaluation pass; SQLite stored inf, which JSON cannot carry).
 MAX_READING_MAGNITUDE = 1e12
 
+# The largest id: ids are 64-bit signed integers on both databases.
+MAX_ID = 2**63 - 1
+
 
 class Signal(models.Model):
     class Kind(models.TextChoices):
@@ -977,8 +980,9 @@ class Change(models.Model):
             return None
         notes = ", ".join(f"{pk} (route {note_route})" for pk, note_route in left)
         return (
-            f"this change's rollback notes {notes} would be left on another route: move them "
-            f"to route {route_id} first, or clear their change"
+            f"this change's rollback notes {notes} would be left on another route: clear their "
+            f"change first, move the change to route {route_id}, then move the notes and set "
+            "their change again"
         )
 
 

@@ -7,7 +7,7 @@ from django import forms
 from django.urls import reverse
 from django.utils import timezone
 
-from signals_app.models import Baseline, Change, ContentItem, RollbackNote
+from signals_app.models import Baseline, Change, ContentItem, RollbackNote, Threshold
 from tests.builders import environment, give_role, make_route, make_threshold, make_user, signal
 
 
@@ -194,3 +194,16 @@ def test_owner_reverts_own_threshold_to_a_past_version(owner_client, blog):
     assert response.status_code == 302
     threshold.refresh_from_db()
     assert threshold.warn == 300
+
+
+@pytest.mark.django_db
+def test_a_deleted_thresholds_past_version_reads_and_is_not_saved_back(admin_client, blog):
+    # Refusing every version whose row is gone refused superusers too (a 403 for a page
+    # that reads): it reads, and a POST there (which would bring it back) is refused.
+    threshold = make_threshold(make_route(blog), warn=300, critical=800)
+    url = version_url(threshold)
+    fields = threshold_fields(threshold)
+    threshold.delete()
+    assert admin_client.get(url).status_code == 200
+    assert admin_client.post(url, fields).status_code == 403
+    assert not Threshold.objects.exists()

@@ -135,13 +135,34 @@ def test_a_change_with_rollback_notes_cannot_move_to_another_route(client, alice
     (error,) = response.json()["errors"]
     assert error["message"] == (
         f"this change's rollback notes {note.pk} (route {blog_route.pk}) would be left on "
-        f"another route: move them to route {other.pk} first, or clear their change"
+        f"another route: clear their change first, move the change to route {other.pk}, then "
+        "move the notes and set their change again"
     )
     assert error["received"] == other.pk
-    assert error["expected"] == f"route {blog_route.pk}, until its rollback notes are moved"
+    assert error["expected"] == f"route {blog_route.pk} while rollback notes name this change"
+
     change.refresh_from_db()
     assert change.route == blog_route
     # Its own route is no move; and once the note goes with it, the change may follow.
     call(client, "PATCH", url, {"route": blog_route.pk, "summary": "y"})
     call(client, "PATCH", f"/api/v1/rollback-notes/{note.pk}", {"route": other.pk, "change": None})
     call(client, "PATCH", url, {"route": other.pk})
+
+
+@pytest.mark.django_db
+def test_a_change_moves_with_its_notes_as_the_error_says(client, alice, blog, blog_route):
+    # The error's advice, followed step by step, works ("move the notes first" could not:
+    # a note cannot move ahead of its change either).
+    other = make_route(blog, "/tags/{tag}")
+    change = Change.objects.create(
+        route=blog_route, environment=environment(), variable="x", applied_at=datetime.now(UTC)
+    )
+    note = RollbackNote.objects.create(route=blog_route, change=change, steps="revert")
+    client.force_login(alice)
+    notes = "/api/v1/rollback-notes"
+    call(client, "PATCH", f"{notes}/{note.pk}", {"change": None}, expect_status=200)
+    call(client, "PATCH", f"{URL}/{change.pk}", {"route": other.pk}, expect_status=200)
+    call(client, "PATCH", f"{notes}/{note.pk}", {"route": other.pk}, expect_status=200)
+    call(client, "PATCH", f"{notes}/{note.pk}", {"change": change.pk}, expect_status=200)
+    note.refresh_from_db()
+    assert (note.route_id, note.change_id) == (other.pk, change.pk)

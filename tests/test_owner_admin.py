@@ -236,3 +236,34 @@ def test_a_member_and_a_superuser_read_the_whole_url_on_the_team_page(
     assert f'value="{BLOG_HOOK}"' in client.get(change_url(blog_team)).content.decode()
     client.force_login(make_user("root", is_staff=True, is_superuser=True))
     assert f'value="{SEARCH_HOOK}"' in client.get(change_url(search_team)).content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    [
+        "signing_secret__startswith=dqwhsec_",
+        "signing_secret=x",
+        "webhook_url__contains=T0SECRET",
+        "webhook_url__startswith=https",
+    ],
+)
+def test_no_one_filters_the_owner_list_on_a_credential(client, admin_user, alice_owner, query):
+    # Each guess listed the team or not: every team's signing secret and full webhook URL
+    # could be read a character at a time by any staff user who may view owners.
+    search_team = Owner.objects.create(
+        name="Search team", webhook_url="https://hooks.slack.com/services/T0SECRET/B1/x"
+    )
+    search_team.rotate_signing_secret()
+    for user in (alice_owner, admin_user):
+        client.force_login(user)
+        response = client.get(f"/admin/signals_app/owner/?{query}")
+        assert response.status_code == 400
+        assert "Search team" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_owner_list_still_filters_by_name(client, alice_owner, blog_team):
+    client.force_login(alice_owner)
+    response = client.get(f"/admin/signals_app/owner/?name={blog_team.name}")
+    assert response.status_code == 200

@@ -13,6 +13,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema_field
 
 from signals_app.models import (
+    MAX_ID,
     Baseline,
     Change,
     Environment,
@@ -27,8 +28,6 @@ from signals_app.models import (
 from .authentication import is_service
 from .ingest import parse_timestamp
 from .problems import Problem, expected, item_error, shown, summary
-
-MAX_ID = 2**63 - 1
 
 
 class FilterBackend(DjangoFilterBackend):

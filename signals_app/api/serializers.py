@@ -503,7 +503,7 @@ class ChangeSerializer(_RouteScoped):
         if self.instance is not None and route is not None and route.pk != self.instance.route_id:
             error = self.instance.route_move_error(route.pk)
             if error:
-                expected = f"route {self.instance.route_id}, until its rollback notes are moved"
+                expected = f"route {self.instance.route_id} while rollback notes name this change"
                 self.describe("route", expected, route.pk)
                 raise serializers.ValidationError({"route": error})
         return attrs

@@ -9,6 +9,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from signals_app.models import MAX_ID
+
 
 def bounded(option, value, *, low, high=None, unit, example):
     """`value` (a number argparse gave, or None when the option was not given) when it is
@@ -54,9 +56,6 @@ def text(option, value, *, max_length):
             f"{option} expects at most {max_length} characters; received {len(value)}"
         )
     return value
-
-
-MAX_ID = 2**63 - 1  # ids are 64-bit signed integers on both databases
 
 
 def ids(option, values):
