@@ -181,3 +181,35 @@ def make_reviewer(user):
 
     user.groups.add(Group.objects.get(name=REVIEWERS_GROUP))
     return user
+
+
+def threshold_form(threshold, **changes):
+    """The fields of a threshold's admin form, as stored, with `changes`."""
+    data = {
+        "route": threshold.route_id,
+        "signal": threshold.signal_id,
+        "environment": threshold.environment_id,
+        "statistic": threshold.statistic,
+        "cache_segment": threshold.cache_segment,
+        "window_minutes": threshold.window_minutes,
+        "warn": threshold.warn,
+        "critical": threshold.critical,
+        "min_samples": threshold.min_samples,
+        "sustain_minutes": threshold.sustain_minutes,
+    }
+    return {**data, **changes}
+
+
+def owner_page(owner):
+    return f"/admin/signals_app/owner/{owner.pk}/change/"
+
+
+def owner_form(owner, **changes):
+    """The fields of an owner's admin form, as stored, with `changes`."""
+    data = {
+        "name": owner.name,
+        "contact_email": owner.contact_email,
+        "webhook_url": owner.webhook_url,
+        "members": list(owner.members.values_list("pk", flat=True)),
+    }
+    return {**data, **changes}

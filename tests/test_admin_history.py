@@ -8,7 +8,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from signals_app.models import Baseline, Change, ContentItem, RollbackNote, Threshold
-from tests.builders import environment, give_role, make_route, make_threshold, make_user, signal
+from tests.builders import (
+    environment,
+    give_role,
+    make_route,
+    make_threshold,
+    make_user,
+    signal,
+    threshold_form,
+)
 
 
 @pytest.fixture
@@ -152,22 +160,6 @@ def version_url(obj):
     )
 
 
-def threshold_fields(threshold, **changes):
-    return {
-        "route": threshold.route_id,
-        "signal": threshold.signal_id,
-        "environment": threshold.environment_id,
-        "statistic": threshold.statistic,
-        "cache_segment": threshold.cache_segment,
-        "window_minutes": threshold.window_minutes,
-        "warn": threshold.warn,
-        "critical": threshold.critical,
-        "min_samples": threshold.min_samples,
-        "sustain_minutes": threshold.sustain_minutes,
-        **changes,
-    }
-
-
 @pytest.mark.django_db
 def test_owner_cannot_revert_another_teams_threshold(owner_client, blog, search):
     # simple_history's version page asked only for the view permission: its "Revert" saved
@@ -176,7 +168,7 @@ def test_owner_cannot_revert_another_teams_threshold(owner_client, blog, search)
     theirs = make_threshold(make_route(search), warn=300, critical=800)
     url = version_url(theirs)
     assert owner_client.get(url).status_code == 403
-    response = owner_client.post(url, threshold_fields(theirs, route=mine.pk, warn=1, critical=2))
+    response = owner_client.post(url, threshold_form(theirs, route=mine.pk, warn=1, critical=2))
     assert response.status_code == 403
     theirs.refresh_from_db()
     assert (theirs.route.service.slug, theirs.warn, theirs.critical) == ("search", 300, 800)
@@ -190,7 +182,7 @@ def test_owner_reverts_own_threshold_to_a_past_version(owner_client, blog):
     url = version_url(threshold)
     assert url in history(owner_client, threshold)
     assert owner_client.get(url).status_code == 200
-    response = owner_client.post(url, threshold_fields(threshold, warn=300))
+    response = owner_client.post(url, threshold_form(threshold, warn=300))
     assert response.status_code == 302
     threshold.refresh_from_db()
     assert threshold.warn == 300
@@ -202,7 +194,7 @@ def test_a_deleted_thresholds_past_version_reads_and_is_not_saved_back(admin_cli
     # that reads): it reads, and a POST there (which would bring it back) is refused.
     threshold = make_threshold(make_route(blog), warn=300, critical=800)
     url = version_url(threshold)
-    fields = threshold_fields(threshold)
+    fields = threshold_form(threshold)
     threshold.delete()
     assert admin_client.get(url).status_code == 200
     assert admin_client.post(url, fields).status_code == 403

@@ -28,6 +28,7 @@ from tests.builders import (
     make_threshold,
     make_user,
     signal,
+    threshold_form,
 )
 from tests.threads import evaluation_lock_held_elsewhere
 
@@ -45,23 +46,6 @@ def blog_route(blog):
 @pytest.fixture
 def search_route(search):
     return make_route(search, "/search")
-
-
-def threshold_form(threshold, **changes):
-    data = {
-        "route": threshold.route_id,
-        "signal": threshold.signal_id,
-        "environment": threshold.environment_id,
-        "statistic": threshold.statistic,
-        "cache_segment": threshold.cache_segment,
-        "window_minutes": threshold.window_minutes,
-        "warn": threshold.warn,
-        "critical": threshold.critical,
-        "min_samples": threshold.min_samples,
-        "sustain_minutes": threshold.sustain_minutes,
-    }
-    data.update(changes)
-    return data
 
 
 def change_url(obj):

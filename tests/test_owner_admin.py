@@ -8,26 +8,12 @@ from django.contrib.contenttypes.models import ContentType
 from django.contrib.messages import get_messages
 
 from signals_app.models import Owner
-from tests.builders import give_role, make_user
+from tests.builders import give_role, make_user, owner_form, owner_page
 
 
 @pytest.fixture
 def alice_owner(alice, blog_team):
     return give_role(alice)
-
-
-def change_url(owner):
-    return f"/admin/signals_app/owner/{owner.pk}/change/"
-
-
-def owner_form(owner, **changes):
-    data = {
-        "name": owner.name,
-        "contact_email": owner.contact_email,
-        "webhook_url": owner.webhook_url,
-        "members": list(owner.members.values_list("pk", flat=True)),
-    }
-    return {**data, **changes}
 
 
 def generate(client, *owners):
@@ -63,7 +49,7 @@ def test_a_member_sets_the_webhook_url_and_contact_email_of_their_team(
     # editable fields (no unique check of the name: read-only), admin log (content type,
     # insert), savepoint release
     with django_assert_num_queries(11) as queries:
-        response = client.post(change_url(blog_team), form)
+        response = client.post(owner_page(blog_team), form)
     assert response.status_code == 302
     # Only the action writes the secret: a save racing it must not put the old one back.
     (update,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
@@ -86,7 +72,7 @@ def test_a_members_team_page_offers_only_the_webhook_url_and_contact_email(
     # session, user, the owner, perms ×2, member teams, content type, members (the read-only
     # list)
     with django_assert_num_queries(8):
-        response = client.get(change_url(blog_team))
+        response = client.get(owner_page(blog_team))
     assert response.status_code == 200
     page = response.content.decode()
     assert 'name="webhook_url"' in page and 'name="contact_email"' in page
@@ -97,12 +83,12 @@ def test_a_members_team_page_offers_only_the_webhook_url_and_contact_email(
 @pytest.mark.django_db
 def test_a_member_cannot_change_another_team(client, alice_owner, search_team):
     client.force_login(alice_owner)
-    page = client.get(change_url(search_team))
+    page = client.get(owner_page(search_team))
     assert page.status_code == 200  # read-only
     assert 'name="webhook_url"' not in page.content.decode()
     assert 'name="_save"' not in page.content.decode()
     response = client.post(
-        change_url(search_team), owner_form(search_team, webhook_url="https://evil.example.com/")
+        owner_page(search_team), owner_form(search_team, webhook_url="https://evil.example.com/")
     )
     assert response.status_code == 403
     assert Owner.objects.get(pk=search_team.pk).webhook_url == ""
@@ -112,7 +98,7 @@ def test_a_member_cannot_change_another_team(client, alice_owner, search_team):
 def test_an_owner_on_no_team_changes_none(client, mallory, blog_team):
     client.force_login(give_role(mallory))
     response = client.post(
-        change_url(blog_team), owner_form(blog_team, webhook_url="https://evil.example.com/")
+        owner_page(blog_team), owner_form(blog_team, webhook_url="https://evil.example.com/")
     )
     assert response.status_code == 403
     assert Owner.objects.get(pk=blog_team.pk).webhook_url == ""
@@ -221,7 +207,7 @@ def test_another_teams_page_shows_only_the_host_of_its_webhook_url(
     # session, user, the owner with alice's membership, perms ×2, member teams, content type,
     # members (the read-only list): as on her own team's page
     with django_assert_num_queries(8):
-        response = client.get(change_url(search_team))
+        response = client.get(owner_page(search_team))
     page = response.content.decode()
     assert re.search(r'<div class="readonly">https://hooks\.slack\.com/…</div>', page)
     assert "searchtoken" not in page
@@ -233,9 +219,9 @@ def test_a_member_and_a_superuser_read_the_whole_url_on_the_team_page(
     client, alice_owner, blog_team, search_team, hooks
 ):
     client.force_login(alice_owner)
-    assert f'value="{BLOG_HOOK}"' in client.get(change_url(blog_team)).content.decode()
+    assert f'value="{BLOG_HOOK}"' in client.get(owner_page(blog_team)).content.decode()
     client.force_login(make_user("root", is_staff=True, is_superuser=True))
-    assert f'value="{SEARCH_HOOK}"' in client.get(change_url(search_team)).content.decode()
+    assert f'value="{SEARCH_HOOK}"' in client.get(owner_page(search_team)).content.decode()
 
 
 @pytest.mark.django_db

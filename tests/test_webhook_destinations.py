@@ -17,7 +17,7 @@ import pytest
 from signals_app import notifications
 from signals_app.models import Owner
 from signals_app.notifications import deliver_batch, not_public
-from tests.builders import give_role, make_route
+from tests.builders import give_role, make_route, owner_form, owner_page
 from tests.test_deliver_notifications import make_notification, set_webhook, stored
 from tests.webhook_server import webhook_receiver
 
@@ -380,20 +380,6 @@ def test_https_to_a_host_the_certificate_is_not_for_is_retried(tls_receiver, rou
 
 
 # --- when an owner saves the URL -----------------------------------------------------------
-
-
-def owner_page(owner):
-    return f"/admin/signals_app/owner/{owner.pk}/change/"
-
-
-def owner_form(owner, **changes):
-    data = {
-        "name": owner.name,
-        "contact_email": owner.contact_email,
-        "webhook_url": owner.webhook_url,
-        "members": list(owner.members.values_list("pk", flat=True)),
-    }
-    return {**data, **changes}
 
 
 @pytest.mark.django_db

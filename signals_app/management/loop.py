@@ -8,12 +8,49 @@ import time
 from django.core.management.base import CommandError
 from django.db import DatabaseError, close_old_connections, connection
 
+from signals_app.management.arguments import bounded, needs_loop
+
 logger = logging.getLogger(__name__)
 
 MAX_LOOP_SECONDS = 24 * 60 * 60  # --loop at most a day
 # --max-failures: a deploy bug (an ImportError, a missing table) fails every run the same
 # way; five in a row is a minute of the clock, under a minute of notify.
 DEFAULT_MAX_FAILURES = 5
+
+
+def add_loop_arguments(parser, step):
+    """--loop, --max-runs and --max-failures of a command whose one run is a `step`
+    ("pass", "batch")."""
+    parser.add_argument(
+        "--loop",
+        type=float,
+        metavar="SECONDS",
+        help=f"Run again every SECONDS until stopped (SIGTERM/SIGINT end it between {step}es).",
+    )
+    parser.add_argument(
+        "--max-runs", type=int, help=f"With --loop, stop after this many {step}es (for tests)."
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        metavar="N",
+        help=(
+            f"With --loop, exit with an error after N failed {step}es in a row (default "
+            f"{DEFAULT_MAX_FAILURES}; 0: never); a successful one resets the count."
+        ),
+    )
+
+
+def check_loop_arguments(loop, max_runs, max_failures, *, step, seconds):
+    """The options of add_loop_arguments, each a CommandError naming it when out of range
+    (nan ran runs back to back, inf slept for ever, 0 runs still ran) or, for --max-runs and
+    --max-failures, given without --loop (one run happened and they were ignored, silently).
+    `seconds` is the --loop of the examples."""
+    bounded("--loop", loop, low=0.01, high=MAX_LOOP_SECONDS, unit="seconds", example=seconds)
+    bounded("--max-runs", max_runs, low=1, unit="runs", example=3)
+    needs_loop("--max-runs", max_runs, loop, example=f"--loop {seconds} --max-runs 3")
+    needs_loop("--max-failures", max_failures, loop, example=f"--loop {seconds} --max-failures 5")
+    bounded("--max-failures", max_failures, low=0, unit=f"failed {step}es", example=5)
 
 
 def repeat(step, *, seconds, max_runs, what, stderr, max_failures=None):

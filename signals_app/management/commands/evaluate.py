@@ -6,7 +6,7 @@ from django.db import DatabaseError
 
 from signals_app.evaluation import run_evaluation, summary_line
 from signals_app.management.arguments import bounded, needs_loop
-from signals_app.management.loop import DEFAULT_MAX_FAILURES, MAX_LOOP_SECONDS, repeat
+from signals_app.management.loop import add_loop_arguments, check_loop_arguments, repeat
 
 logger = logging.getLogger(__name__)
 
@@ -19,24 +19,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--loop",
-            type=float,
-            metavar="SECONDS",
-            help="Run again every SECONDS until stopped (SIGTERM/SIGINT end it between runs).",
-        )
-        parser.add_argument(
-            "--max-runs", type=int, help="With --loop, stop after this many runs (for tests)."
-        )
-        parser.add_argument(
-            "--max-failures",
-            type=int,
-            metavar="N",
-            help=(
-                "With --loop, exit with an error after N failed passes in a row (default "
-                f"{DEFAULT_MAX_FAILURES}; 0: never); a successful one resets the count."
-            ),
-        )
+        add_loop_arguments(parser, "pass")
         parser.add_argument(
             "--prune-every",
             type=float,
@@ -47,13 +30,7 @@ class Command(BaseCommand):
     def handle(
         self, *args, loop=None, max_runs=None, max_failures=None, prune_every=None, **options
     ):
-        bounded("--loop", loop, low=0.01, high=MAX_LOOP_SECONDS, unit="seconds", example=60)
-        bounded("--max-runs", max_runs, low=1, unit="runs", example=3)
-        needs_loop(
-            "--max-runs", max_runs, loop, example="--loop 60 --max-runs 3"
-        )  # one run was silent
-        needs_loop("--max-failures", max_failures, loop, example="--loop 60 --max-failures 5")
-        bounded("--max-failures", max_failures, low=0, unit="failed passes", example=5)
+        check_loop_arguments(loop, max_runs, max_failures, step="pass", seconds=60)
         needs_loop("--prune-every", prune_every, loop, example="--loop 60 --prune-every 3600")
         bounded("--prune-every", prune_every, low=0.001, unit="seconds", example=3600)
         if loop is None:
